@@ -1,0 +1,3 @@
+"""The Flower-speaking layer: ClientApp handlers (:mod:`.client`, node side), the
+ServerApp workflow (:mod:`.server`, merge-server side, never reads interactions), and
+what they share (:mod:`.protocol`, :mod:`.records`, :mod:`.run_config`)."""

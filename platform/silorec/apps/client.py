@@ -1,0 +1,129 @@
+"""ClientApp handlers: one domain node. Records in, :class:`DomainNode` work, records out.
+
+The node learns its scenario from the run config (the same file the server uses,
+shipped inside the Flower app bundle) and its domain from its node config. Prepared
+data stays cached in this process between messages of a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from silorec.apps import protocol
+from silorec.apps.records import metrics_record, record_to_weights, weights_to_record
+from silorec.apps.run_config import scenario_from_run_config
+from silorec.logs import get_logger
+from silorec.node import DomainNode, assign_domain
+
+log = get_logger("silorec.node")
+
+#: Prepared nodes kept per process (simulation reuses worker processes across runs).
+_MAX_CACHED_NODES = 8
+_nodes: OrderedDict[str, DomainNode] = OrderedDict()
+
+
+def node_for(context: Context, app_dir: Path) -> DomainNode:
+    """The :class:`DomainNode` this ClientApp serves, prepared once per process."""
+    scenario, text, source = scenario_from_run_config(context.run_config, app_dir)
+    assignment = assign_domain(scenario, context.node_config)
+    key = hashlib.sha256(
+        "\0".join([text, source, assignment.domain.name, str(assignment.data_dir)]).encode()
+    ).hexdigest()
+    node = _nodes.get(key)
+    if node is None:
+        base_dir = Path(source).parent if Path(source).is_file() else app_dir
+        node = DomainNode(
+            scenario, assignment.domain, data_dir=assignment.data_dir, base_dir=base_dir
+        )
+        _nodes[key] = node
+        while len(_nodes) > _MAX_CACHED_NODES:
+            _nodes.popitem(last=False)
+    _nodes.move_to_end(key)
+    return node
+
+
+def describe(message: Message, context: Context, app_dir: Path) -> Message:
+    """Prepare the domain (import, subsample, embed item texts) and report sizes."""
+    node = node_for(context, app_dir)
+    log.info("node %s: preparing domain '%s'", context.node_id, node.name)
+    stats = node.describe()
+    info = ConfigRecord({"domain": node.name, "unseen": node.spec.unseen})
+    log.info(
+        "node %s: domain '%s' ready: %d users, %d items (%.1f s)",
+        context.node_id,
+        node.name,
+        stats["n_users"],
+        stats["n_items"],
+        stats["preparation_seconds"],
+    )
+    content = RecordDict({protocol.INFO: info, protocol.METRICS: metrics_record(stats)})
+    return Message(content, reply_to=message)
+
+
+def train(message: Message, context: Context, app_dir: Path) -> Message:
+    """Fine-tune from the received weights; reply with weights, item embeddings and
+    scalar metrics. An unseen domain refuses: it must never upload anything."""
+    node = node_for(context, app_dir)
+    if node.spec.unseen:
+        raise PermissionError(f"domain '{node.name}' is unseen: it does not train or upload")
+    config = message.content[protocol.CONFIG]
+    phase = str(config[protocol.PHASE])
+    epochs = int(config[protocol.EPOCHS]) or None
+    weights = record_to_weights(message.content[protocol.WEIGHTS])
+    log.info("node %s: %s on domain '%s'", context.node_id, phase, node.name)
+    outcome = node.train(
+        weights,
+        epochs=epochs,
+        early_stopping=bool(config[protocol.EARLY_STOPPING]),
+        label=phase,
+    )
+    metrics = outcome.report.scalars()
+    log.info(
+        "node %s: %s on '%s' done: %d epochs, best valid NDCG@10 %s, %.1f s",
+        context.node_id,
+        phase,
+        node.name,
+        outcome.report.epochs_run,
+        _fmt(outcome.report.best_valid_ndcg10),
+        outcome.report.train_seconds,
+    )
+    content = RecordDict(
+        {
+            protocol.INFO: ConfigRecord({"domain": node.name}),
+            protocol.WEIGHTS: weights_to_record(outcome.weights),
+            protocol.ITEM_EMBEDDINGS: ArrayRecord(
+                {protocol.ITEM_EMBEDDINGS_ARRAY: Array(outcome.item_embeddings)}
+            ),
+            protocol.METRICS: metrics_record(metrics),
+        }
+    )
+    return Message(content, reply_to=message)
+
+
+def evaluate(message: Message, context: Context, app_dir: Path) -> Message:
+    """Evaluate every received model on this domain; reply with metrics only."""
+    node = node_for(context, app_dir)
+    splits = list(message.content[protocol.CONFIG][protocol.SPLITS])
+    models = {
+        key.removeprefix(protocol.MODEL_PREFIX): record_to_weights(record)
+        for key, record in message.content.array_records.items()
+        if key.startswith(protocol.MODEL_PREFIX)
+    }
+    log.info("node %s: evaluating %d models on '%s'", context.node_id, len(models), node.name)
+    results = node.evaluate(models, splits)
+    content = RecordDict({protocol.INFO: ConfigRecord({"domain": node.name})})
+    for label, by_split in results.items():
+        values: dict[str, float] = {}
+        for split, result in by_split.items():
+            prefix = f"{split}{protocol.SPLIT_SEPARATOR}"
+            values[f"{prefix}n_users"] = float(result.n_users)
+            values.update({f"{prefix}{name}": v for name, v in result.metrics.items()})
+        content[f"{protocol.RESULT_PREFIX}{label}"] = metrics_record(values)
+    return Message(content, reply_to=message)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,31 @@
+"""The run config keys silorec reads (``[tool.flwr.app.config]`` in pyproject.toml,
+overridable with ``flwr run --run-config``), shared by both apps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from silorec.scenario import Scenario, load_scenario_with_text
+
+SCENARIO = "scenario"  # path (relative to cwd or the app folder), builtin:NAME, or ""
+OUT_DIR = "out-dir"  # parent folder of run directories
+RUN_DIR = "run-dir"  # exact run directory ("" = a new one under out-dir)
+ENGINE = "engine"  # how the run is executed, recorded in results
+
+#: Context-state record where the ServerApp leaves facts for whoever started it
+#: (the in-process engine reads the run directory from it).
+STATE_RECORD = "silorec"
+STATE_RUN_DIR = "run_dir"
+
+
+def scenario_from_run_config(
+    run_config: Mapping[str, Any], app_dir: Path
+) -> tuple[Scenario, str, str]:
+    """Load the run's scenario: ``(scenario, toml_text, source)``.
+
+    Relative paths are tried against the working directory, then the app folder (a
+    Flower app bundle installed under ``$FLWR_HOME/apps`` carries ``scenarios/``).
+    """
+    return load_scenario_with_text(str(run_config.get(SCENARIO, "")), [app_dir])

@@ -1,0 +1,574 @@
+"""The merge server's workflow (ServerApp ``main``): it sees weights, item-text
+embeddings and scalar metrics, never an interaction.
+
+1. connect: wait for one node per domain;
+2. describe: each node prepares its domain and says which one it holds;
+3. base: make θ0 (seeded, optionally followed by FedAvg rounds);
+4. fine-tune: every merged domain trains from θ0 and uploads its model;
+5. merge: run the scenario's merge methods on the uploaded models;
+6. evaluate: θ0, every individual model and every merge on every domain node
+   (unseen domains included: zero-shot transfer);
+7. write the run directory (results.json/.csv, report.md, plots), atomically.
+
+A node that fails or times out is recorded and the run continues without it while at
+least ``federation.min_domains`` domain models remain; a reply whose weights are
+malformed (wrong names or shapes, NaN/Inf) is rejected with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.serverapp import Grid
+from silorec.apps import protocol
+from silorec.apps.exchange import Exchange, NodeFailure
+from silorec.apps.records import record_to_weights, weights_to_record
+from silorec.apps.run_config import (
+    ENGINE,
+    OUT_DIR,
+    RUN_DIR,
+    STATE_RECORD,
+    STATE_RUN_DIR,
+    scenario_from_run_config,
+)
+from silorec.logs import get_logger
+from silorec.merging.registry import merge as merge_models
+from silorec.models import (
+    Weights,
+    WeightsError,
+    build_model,
+    check_weights,
+    get_weights,
+    to_numpy,
+    to_tensors,
+    weight_spec,
+)
+from silorec.results import (
+    BASE_LABEL,
+    Failure,
+    NodeRecord,
+    ResultRow,
+    RunResults,
+    individual_label,
+    new_run_dir,
+    now_iso,
+    write_run,
+    write_text_atomic,
+)
+from silorec.scenario import Scenario
+
+log = get_logger("silorec.server")
+
+SERVER_LOG = "server.log"
+SCENARIO_COPY = "scenario.toml"
+
+
+class RunAborted(RuntimeError):
+    """The run cannot go on (e.g. too few domain models to merge)."""
+
+
+@dataclass
+class DomainState:
+    """The server's view of one domain and the node serving it."""
+
+    name: str
+    role: str  # "merged" | "unseen"
+    node_id: int | None = None
+    status: str = "ok"  # "ok" | "failed" | "rejected"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.node_id is not None and self.status == "ok"
+
+
+class MergeServer:
+    """One run of the merge server over a Flower ``Grid``."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        scenario: Scenario,
+        scenario_text: str,
+        run_dir: Path,
+        engine: str,
+    ) -> None:
+        self.scenario = scenario
+        self.scenario_text = scenario_text
+        self.run_dir = run_dir
+        self.engine = engine
+        self.exchange = Exchange(grid)
+        self.domains = {
+            d.name: DomainState(d.name, "unseen" if d.unseen else "merged")
+            for d in scenario.domains
+        }
+        self.failures: list[Failure] = []
+        self.timings: dict[str, float] = {}
+        self.base_info: dict[str, Any] = {}
+        self.merge_info: list[dict[str, Any]] = []
+        self.rows: list[ResultRow] = []
+        self.text_dim: int | None = None
+        self.item_embeddings: dict[str, np.ndarray] = {}
+        self.started_at = now_iso()
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        log.info("== %s", name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 3)
+
+    def _fail(
+        self,
+        phase: str,
+        reason: str,
+        domain: str | None = None,
+        node_id: int | None = None,
+        status: str = "failed",
+    ) -> None:
+        """Record a failure; a domain's node is taken out of later phases."""
+        self.failures.append(Failure(phase=phase, domain=domain, node_id=node_id, reason=reason))
+        if domain is not None and domain in self.domains:
+            state = self.domains[domain]
+            state.status, state.error = status, reason
+        where = f"domain '{domain}'" if domain else f"node {node_id}"
+        log.warning("%s failed in %s: %s", where, phase, reason)
+
+    def _usable(self, role: str | None = None) -> list[DomainState]:
+        return [s for s in self.domains.values() if s.usable and (role is None or s.role == role)]
+
+    def _round(
+        self,
+        domains: list[DomainState],
+        message_type: str,
+        make: Callable[[DomainState], RecordDict],
+        *,
+        timeout: float,
+        phase: str,
+    ) -> dict[str, RecordDict]:
+        """One message per domain; failures recorded; the successful replies by domain."""
+        requests = {s.node_id: make(s) for s in domains if s.node_id is not None}
+        by_node = {s.node_id: s for s in domains}
+        replies: dict[str, RecordDict] = {}
+        for node_id, outcome in self.exchange.round(
+            requests, message_type, timeout=timeout, group=phase
+        ).items():
+            state = by_node[node_id]
+            if isinstance(outcome, NodeFailure):
+                self._fail(phase, outcome.reason, state.name, node_id)
+            else:
+                replies[state.name] = outcome
+        return replies
+
+    # -- phases ----------------------------------------------------------------
+
+    def connect_and_describe(self) -> None:
+        """Find the node of every domain; each node prepares its data meanwhile."""
+        with self._phase("connect"):
+            fed = self.scenario.federation
+            node_ids = self.exchange.wait_for_nodes(len(self.domains), fed.connect_timeout_s)
+            log.info("%d node(s) connected for %d domain(s)", len(node_ids), len(self.domains))
+        with self._phase("describe"):
+            outcome = self.exchange.round(
+                {n: RecordDict({protocol.CONFIG: ConfigRecord({})}) for n in node_ids},
+                protocol.DESCRIBE,
+                timeout=self.scenario.federation.describe_timeout_s,
+                group="describe",
+            )
+            for node_id, reply in sorted(outcome.items()):
+                if isinstance(reply, NodeFailure):
+                    self._fail("describe", reply.reason, node_id=node_id)
+                    continue
+                self._register(node_id, reply)
+            for state in self.domains.values():
+                if state.node_id is None and state.status == "ok":
+                    self._fail("describe", "no node serves this domain", state.name)
+            self._agree_on_text_dim()
+
+    def _register(self, node_id: int, reply: RecordDict) -> None:
+        name = str(reply[protocol.INFO]["domain"])
+        state = self.domains.get(name)
+        if state is None:
+            self._fail("describe", f"node claims unknown domain '{name}'", node_id=node_id)
+            return
+        if state.node_id is not None:
+            self._fail(
+                "describe",
+                f"domain '{name}' is already served by node {state.node_id}",
+                node_id=node_id,
+            )
+            return
+        state.node_id = node_id
+        state.info.update(reply[protocol.METRICS])
+        log.info(
+            "node %d serves %s domain '%s' (%d users, %d items)",
+            node_id,
+            state.role,
+            name,
+            state.info["n_users"],
+            state.info["n_items"],
+        )
+
+    def _agree_on_text_dim(self) -> None:
+        dims = [int(s.info["text_dim"]) for s in self._usable()]
+        if not dims:
+            raise RunAborted("no domain node is available")
+        self.text_dim = max(set(dims), key=dims.count)
+        for state in self._usable():
+            if int(state.info["text_dim"]) != self.text_dim:
+                self._fail(
+                    "describe",
+                    f"text embeddings of size {int(state.info['text_dim'])}"
+                    f", the others have {self.text_dim}",
+                    state.name,
+                    status="rejected",
+                )
+
+    def make_base(self) -> Weights:
+        """θ0: a seeded initialisation, optionally refined by FedAvg rounds."""
+        with self._phase("base"):
+            settings = self.scenario.base
+            assert self.text_dim is not None
+            theta = get_weights(build_model(self.scenario.model, self.text_dim, settings.seed))
+            self.base_info = {"init": settings.init, "seed": settings.seed}
+            if settings.init == "fedavg":
+                theta = self._fedavg(theta)
+            return theta
+
+    def _fedavg(self, theta: Weights) -> Weights:
+        settings = self.scenario.base
+        rounds: list[dict[str, Any]] = []
+        for round_number in range(1, settings.fedavg_rounds + 1):
+            log.info("FedAvg round %d/%d", round_number, settings.fedavg_rounds)
+            replies = self._train_round(
+                theta,
+                "fedavg",
+                settings.fedavg_local_epochs,
+                early_stopping=False,
+                group=f"fedavg-{round_number}",
+            )
+            if not replies:
+                raise RunAborted(f"FedAvg round {round_number}: no domain model came back")
+            sizes = {
+                d: float(r[protocol.METRICS]["n_train_sequences"]) for d, (_, r) in replies.items()
+            }
+            total = sum(sizes.values())
+            theta = {
+                name: sum(sizes[d] / total * w[name] for d, (w, _) in replies.items()).astype(
+                    np.float32
+                )
+                for name in theta
+            }
+            rounds.append(
+                {"round": round_number, "domains": sorted(replies), "train_sequences": sizes}
+            )
+        self.base_info.update(
+            {
+                "fedavg_rounds": settings.fedavg_rounds,
+                "fedavg_local_epochs": settings.fedavg_local_epochs,
+                "rounds": rounds,
+            }
+        )
+        return theta
+
+    def _train_round(
+        self, theta: Weights, phase: str, epochs: int, *, early_stopping: bool, group: str
+    ) -> dict[str, tuple[Weights, RecordDict]]:
+        """Send ``theta`` to every usable merged domain to train; returns the valid
+        replies as ``domain -> (weights, reply)``. Malformed weights are rejected."""
+        config = ConfigRecord(
+            {
+                protocol.PHASE: phase,
+                protocol.EPOCHS: epochs,
+                protocol.EARLY_STOPPING: early_stopping,
+            }
+        )
+        theta_record = weights_to_record(theta)
+        replies = self._round(
+            self._usable("merged"),
+            protocol.TRAIN,
+            lambda _: RecordDict({protocol.CONFIG: config, protocol.WEIGHTS: theta_record}),
+            timeout=self.scenario.federation.train_timeout_s,
+            phase=group,
+        )
+        expected = weight_spec(theta)
+        valid: dict[str, tuple[Weights, RecordDict]] = {}
+        for name, reply in replies.items():
+            try:
+                weights = record_to_weights(reply[protocol.WEIGHTS])
+                check_weights(weights, expected)
+            except (WeightsError, KeyError, ValueError, TypeError) as exc:
+                self._fail(group, f"rejected upload: {exc}", name, status="rejected")
+                continue
+            valid[name] = (weights, reply)
+        return valid
+
+    def fine_tune(self, theta0: Weights) -> dict[str, Weights]:
+        """Every merged domain fine-tunes θ0 locally and uploads its model."""
+        with self._phase("fine-tune"):
+            replies = self._train_round(
+                theta0, "finetune", 0, early_stopping=True, group="fine-tune"
+            )
+            models: dict[str, Weights] = {}
+            for name, (weights, reply) in replies.items():
+                try:
+                    self.item_embeddings[name] = self._item_embeddings(name, reply)
+                except ValueError as exc:
+                    self._fail("fine-tune", f"rejected upload: {exc}", name, status="rejected")
+                    continue
+                models[name] = weights
+                self.domains[name].info.update(reply[protocol.METRICS])
+            log.info("fine-tuned models received from: %s", ", ".join(sorted(models)) or "none")
+            return models
+
+    def _item_embeddings(self, name: str, reply: RecordDict) -> np.ndarray:
+        """The catalogue embeddings a node uploaded, checked: float, 2-D, finite, one row
+        per item it reported."""
+        array = reply[protocol.ITEM_EMBEDDINGS][protocol.ITEM_EMBEDDINGS_ARRAY].numpy()
+        n_items = int(self.domains[name].info["n_items"])
+        if array.dtype != np.float32 or array.shape != (n_items, self.text_dim):
+            raise ValueError(
+                f"item embeddings {array.dtype} {array.shape}, expected float32 "
+                f"({n_items}, {self.text_dim})"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError("item embeddings contain NaN or Inf")
+        return array
+
+    def merge(self, theta0: Weights, individual: Mapping[str, Weights]) -> dict[str, Weights]:
+        """Run every merge method of the scenario on the uploaded models."""
+        with self._phase("merge"):
+            minimum = self.scenario.federation.min_domains
+            if len(individual) < minimum:
+                raise RunAborted(
+                    f"only {len(individual)} domain model(s) arrived, federation.min_domains "
+                    f"is {minimum}: not merging"
+                )
+            base = to_tensors(theta0)
+            order = [d.name for d in self.scenario.merged_domains if d.name in individual]
+            finetuned = [to_tensors(individual[name]) for name in order]
+            merged: dict[str, Weights] = {}
+            for spec in self.scenario.merges:
+                label = spec.display_label
+                started = time.perf_counter()
+                try:
+                    result = merge_models(
+                        spec.method, spec.params, base, finetuned, seed=self.scenario.seed
+                    )
+                except Exception as exc:  # noqa: BLE001 - one bad merge must not cost the others
+                    self._fail("merge", f"{label}: {type(exc).__name__}: {exc}")
+                    continue
+                merged[label] = to_numpy(result)
+                seconds = time.perf_counter() - started
+                self.merge_info.append(
+                    {
+                        "label": label,
+                        "method": spec.method,
+                        "params": spec.params,
+                        "domains": order,
+                        "seconds": round(seconds, 4),
+                    }
+                )
+                log.info("merged %s (%.2f s)", label, seconds)
+            return merged
+
+    def evaluate(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
+        """Evaluate every model on every usable domain; fills :attr:`rows`.
+
+        ``models`` maps a label to ``(kind, source, weights)``.
+        """
+        with self._phase("evaluate"):
+            splits = list(self.scenario.evaluation.splits)
+            content = RecordDict({protocol.CONFIG: ConfigRecord({protocol.SPLITS: splits})})
+            for label, (_, _, weights) in models.items():
+                content[f"{protocol.MODEL_PREFIX}{label}"] = weights_to_record(weights)
+            replies = self._round(
+                self._usable(),
+                protocol.EVALUATE,
+                lambda _: content,
+                timeout=self.scenario.federation.eval_timeout_s,
+                phase="evaluate",
+            )
+            for domain, reply in replies.items():
+                self._collect_rows(domain, reply, models, splits)
+
+    def _collect_rows(
+        self,
+        domain: str,
+        reply: RecordDict,
+        models: Mapping[str, tuple[str, str | None, Weights]],
+        splits: list[str],
+    ) -> None:
+        role = self.domains[domain].role
+        for label, (kind, source, _) in models.items():
+            record = reply.metric_records.get(f"{protocol.RESULT_PREFIX}{label}")
+            if record is None:
+                self._fail("evaluate", f"no metrics for model '{label}'", domain)
+                continue
+            for split in splits:
+                prefix = f"{split}{protocol.SPLIT_SEPARATOR}"
+                values = {
+                    k.removeprefix(prefix): float(v)
+                    for k, v in record.items()
+                    if k.startswith(prefix)
+                }
+                n_users = int(values.pop("n_users", 0))
+                self.rows.append(
+                    ResultRow(
+                        model=label,
+                        kind=kind,
+                        source=source,
+                        domain=domain,
+                        domain_role=role,
+                        split=split,
+                        n_users=n_users,
+                        metrics=values,
+                    )
+                )
+
+    # -- the whole run ---------------------------------------------------------
+
+    def run(self) -> RunResults:
+        """All phases; whatever happens, a results directory is written."""
+        status = "completed"
+        try:
+            self.connect_and_describe()
+            theta0 = self.make_base()
+            individual = self.fine_tune(theta0)
+            models: dict[str, tuple[str, str | None, Weights]] = {
+                BASE_LABEL: ("base", None, theta0)
+            }
+            for name, weights in individual.items():
+                models[individual_label(name)] = ("individual", name, weights)
+            try:
+                merged = self.merge(theta0, individual)
+            except RunAborted as exc:
+                self._fail("merge", str(exc))
+                status, merged = "failed", {}
+            for label, weights in merged.items():
+                models[label] = ("merge", None, weights)
+            self.evaluate(models)
+        except RunAborted as exc:
+            self._fail("run", str(exc))
+            status = "failed"
+        except Exception as exc:
+            self._fail("run", f"{type(exc).__name__}: {exc}")
+            self._write(self._results("failed"))
+            raise
+        results = self._results(status)
+        self._write(results)
+        return results
+
+    def _results(self, status: str) -> RunResults:
+        return RunResults(
+            run_id=self.run_dir.name,
+            scenario_name=self.scenario.name,
+            scenario=self.scenario.model_dump(mode="json", by_alias=True),
+            scenario_toml=self.scenario_text,
+            engine=self.engine,
+            status=status,
+            versions=_versions(),
+            seeds={
+                "scenario": self.scenario.seed,
+                "train": self.scenario.train.seed,
+                "base": self.scenario.base.seed,
+            },
+            started_at=self.started_at,
+            finished_at=now_iso(),
+            timings=self.timings,
+            nodes=[
+                NodeRecord(
+                    domain=s.name,
+                    node_id=s.node_id,
+                    role=s.role,
+                    status=s.status,
+                    error=s.error,
+                    bytes_sent=self.exchange.bytes_sent.get(s.node_id, 0),
+                    bytes_received=self.exchange.bytes_received.get(s.node_id, 0),
+                    info=s.info,
+                )
+                for s in self.domains.values()
+            ],
+            failures=self.failures,
+            merges=self.merge_info,
+            base=self.base_info,
+            rows=self.rows,
+        )
+
+    def _write(self, results: RunResults) -> None:
+        with self._phase("write"):
+            written = write_run(results, self.run_dir, plots=self.scenario.output.plots)
+        log.info(
+            "results (%s) written to %s: %s",
+            results.status,
+            self.run_dir,
+            ", ".join(p.name for p in written),
+        )
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("silorec", "torch", "flwr", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
+def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
+    """ServerApp ``main``: load the scenario, make the run directory, run, write."""
+    scenario, text, source = scenario_from_run_config(context.run_config, app_dir)
+    run_dir = _run_dir(context.run_config, scenario.name)
+    context.state[STATE_RECORD] = ConfigRecord({STATE_RUN_DIR: str(run_dir)})
+    write_text_atomic(run_dir / SCENARIO_COPY, text)
+    handler = logging.FileHandler(run_dir / SERVER_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    get_logger().addHandler(handler)
+    try:
+        log.info(
+            "scenario '%s' (%s), %d domains, run directory %s",
+            scenario.name,
+            source,
+            len(scenario.domains),
+            run_dir,
+        )
+        engine = str(context.run_config.get(ENGINE, "flower"))
+        results = MergeServer(grid, scenario, text, run_dir, engine).run()
+    finally:
+        get_logger().removeHandler(handler)
+        handler.close()
+    if results.status != "completed":
+        raise RuntimeError(
+            f"run failed, see {run_dir / 'report.md'}: "
+            + "; ".join(f.reason for f in results.failures[-3:])
+        )
+    return results
+
+
+def _run_dir(run_config: Mapping[str, Any], scenario_name: str) -> Path:
+    """The exact ``run-dir`` if given (must be empty), else a new one under ``out-dir``."""
+    exact = str(run_config.get(RUN_DIR, "") or "")
+    if exact:
+        path = Path(exact).expanduser().resolve()
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"run directory {path} is not empty; choose another")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    parent = Path(str(run_config.get(OUT_DIR, "runs") or "runs")).expanduser().resolve()
+    return new_run_dir(parent, scenario_name)

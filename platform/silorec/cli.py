@@ -1,0 +1,195 @@
+"""The ``silorec`` command line.
+
+``silorec run``       a scenario in this process (the same apps, no Ray, no network)
+``silorec simulate``  a scenario through Flower's simulation engine (``flwr run .``)
+``silorec scenario``  check or show scenario files
+``silorec data``      dataset statistics and preparation (node side)
+``silorec report``    re-render report.md and plots from a run's results.json
+
+Exit codes: 0 success, 1 the run failed (its run directory says why), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Offline by default: nothing silorec runs may reach for the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _error(message: str) -> None:
+    print(f"silorec: error: {message}", file=sys.stderr)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default=None,
+        help="scenario file, or builtin:NAME (default: the built-in quickstart)",
+    )
+    parser.add_argument("--out", type=Path, help="exact run directory (must be empty)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="parent of new run directories (default: ./runs)",
+    )
+    parser.add_argument(
+        "--project", type=Path, help="the Flower app project (default: nearest with pyproject.toml)"
+    )
+
+
+def _print_summary(run_dir: Path) -> None:
+    from silorec.results import MEAN_MERGED, load_run
+
+    results = load_run(run_dir)
+    table = results.table("test", "recall@10")
+    print(f"\nTest Recall@10 ({results.status}):")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="—"))
+    if MEAN_MERGED in table:
+        print(f"\n(mean over merged domains in column '{MEAN_MERGED}')")
+    print(f"\nreport: {run_dir / 'report.md'}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from silorec.engine.local import RunFailed, run_inprocess
+    from silorec.engine.project import find_project
+
+    project = find_project(args.project)
+    try:
+        run_dir = run_inprocess(args.scenario, project, out=args.out, out_parent=args.runs_dir)
+    except RunFailed as exc:
+        _error(f"run failed: {exc}")
+        if exc.run_dir:
+            print(f"what was recorded: {exc.run_dir / 'report.md'}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(run_dir)
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from silorec.engine.project import find_project
+    from silorec.engine.simulation import SimulationError, simulate
+
+    project = find_project(args.project)
+    try:
+        run_dir = simulate(
+            args.scenario,
+            project,
+            out=args.out,
+            out_parent=args.runs_dir,
+            flwr_home=args.flwr_home,
+            cpus_per_node=args.cpus_per_node,
+        )
+    except SimulationError as exc:
+        _error(str(exc))
+        if exc.run_dir and (exc.run_dir / "report.md").exists():
+            print(f"what was recorded: {exc.run_dir / 'report.md'}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(run_dir)
+    return EXIT_OK
+
+
+def _cmd_scenario_check(args: argparse.Namespace) -> int:
+    from silorec.scenario import load_scenario
+
+    for ref in args.files:
+        scenario = load_scenario(ref)
+        roles = ", ".join(f"{d.name}{' (unseen)' if d.unseen else ''}" for d in scenario.domains)
+        print(f"{ref}: ok: scenario '{scenario.name}', {len(scenario.domains)} domains: {roles}")
+    return EXIT_OK
+
+
+def _cmd_scenario_show(args: argparse.Namespace) -> int:
+    from silorec.scenario import builtin_scenario_text
+
+    print(builtin_scenario_text(args.name), end="")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from silorec.results import load_run, write_run
+
+    results = load_run(args.run_dir)
+    for path in write_run(results, args.run_dir, plots=not args.no_plots):
+        print(path)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``silorec`` command."""
+    from silorec import __version__
+    from silorec.data import cli as data_cli
+
+    parser = argparse.ArgumentParser(
+        prog="silorec",
+        description="Data-isolated cross-domain sequential recommendation: domain nodes "
+        "train where their data lives, ship only weights, and a merge server merges them.",
+    )
+    parser.add_argument("--version", action="version", version=f"silorec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a scenario in this process (no Ray)")
+    _add_run_arguments(run)
+    run.set_defaults(func=_cmd_run)
+
+    simulate = commands.add_parser(
+        "simulate", help="run a scenario through Flower simulation (`flwr run .`)"
+    )
+    _add_run_arguments(simulate)
+    simulate.add_argument(
+        "--flwr-home", type=Path, help="FLWR_HOME for this run (default: a fresh temp folder)"
+    )
+    simulate.add_argument(
+        "--cpus-per-node",
+        type=float,
+        help="Ray CPUs per simulated node (default Flower's 2: one node at a time on 2 cores)",
+    )
+    simulate.set_defaults(func=_cmd_simulate)
+
+    scenario = commands.add_parser("scenario", help="check or show scenario files")
+    scenario_commands = scenario.add_subparsers(dest="scenario_command", required=True)
+    check = scenario_commands.add_parser("check", help="validate scenario files")
+    check.add_argument("files", nargs="+", help="scenario files (or builtin:NAME)")
+    check.set_defaults(func=_cmd_scenario_check)
+    show = scenario_commands.add_parser("show", help="print a built-in scenario")
+    show.add_argument("name", nargs="?", default="quickstart")
+    show.set_defaults(func=_cmd_scenario_show)
+
+    data_cli.register(commands)
+
+    report = commands.add_parser("report", help="re-render report.md and plots of a run")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--no-plots", action="store_true")
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, turn input errors into one clear line."""
+    from silorec.data.errors import DataError
+    from silorec.engine.project import ProjectError
+    from silorec.results import ResultsError
+    from silorec.scenario import ScenarioError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ScenarioError, DataError, ProjectError, ResultsError, FileExistsError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

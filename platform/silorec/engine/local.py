@@ -1,0 +1,63 @@
+"""``silorec run``: a scenario through the in-process engine, with the project's own
+ServerApp and ClientApp (the ones ``flwr run .`` would use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from silorec.apps.run_config import (
+    ENGINE,
+    OUT_DIR,
+    RUN_DIR,
+    SCENARIO,
+    STATE_RECORD,
+    STATE_RUN_DIR,
+)
+from silorec.engine.inprocess import ServerAppFailed, run_apps, state_value
+from silorec.engine.project import FlowerProject
+from silorec.scenario import load_scenario_with_text
+
+
+def run_inprocess(
+    scenario_ref: str | Path | None,
+    project: FlowerProject,
+    *,
+    out: Path | None = None,
+    out_parent: Path | None = None,
+) -> Path:
+    """Run a scenario in this process; returns its run directory.
+
+    The scenario is validated before anything runs. ``out`` is the exact run
+    directory (must be empty or absent); otherwise a new one is made under
+    ``out_parent`` (default ``runs/`` in the working directory).
+    """
+    scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
+    run_config = {
+        **project.run_config,
+        SCENARIO: source,
+        ENGINE: "inprocess",
+        RUN_DIR: str(out.resolve()) if out else "",
+        OUT_DIR: str((out_parent or Path("runs")).resolve()),
+    }
+    try:
+        context = run_apps(
+            project.load(project.serverapp),
+            project.load(project.clientapp),
+            num_nodes=len(scenario.domains),
+            run_config=run_config,
+        )
+    except ServerAppFailed as failed:
+        run_dir = state_value(failed.context, STATE_RECORD, STATE_RUN_DIR)
+        raise RunFailed(str(failed.error), Path(run_dir) if run_dir else None) from failed.error
+    run_dir = state_value(context, STATE_RECORD, STATE_RUN_DIR)
+    if run_dir is None:
+        raise RunFailed("the ServerApp finished without reporting a run directory", None)
+    return Path(str(run_dir))
+
+
+class RunFailed(RuntimeError):
+    """A run that did not complete; ``run_dir`` holds what it recorded, if anything."""
+
+    def __init__(self, message: str, run_dir: Path | None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir

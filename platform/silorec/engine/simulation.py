@@ -1,0 +1,238 @@
+"""``silorec simulate``: a scenario through Flower's simulation engine, ``flwr run .``.
+
+It does what a careful user would do by hand, so that the run is offline,
+self-contained and checked:
+
+- a private ``FLWR_HOME`` and a SuperLink of its own (simulation mode) on a free
+  loopback port, started in its own process group and stopped by PID afterwards
+  (``flwr run``'s managed SuperLink outlives it and uses fixed ports);
+- the offline environment (no runtime dependency installation, no telemetry, no
+  update check);
+- ``num-supernodes`` = the scenario's domain count (Flower simulates 2 otherwise);
+- the run's final status read back with ``flwr ls`` (``flwr run`` exits 0 even when
+  the run failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from silorec.engine.project import FlowerProject
+from silorec.logs import get_logger
+from silorec.results import new_run_dir
+from silorec.scenario import load_scenario_with_text
+
+log = get_logger("silorec.simulate")
+
+CONNECTION = "silorec-sim"
+COMPLETED = "finished:completed"
+OFFLINE_FLOWER_ENV = {
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+}
+_RUN_ID = re.compile(r"Successfully started run (\d+)")
+
+
+class SimulationError(RuntimeError):
+    """The simulation could not start, or the run did not complete."""
+
+    def __init__(self, message: str, run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+@dataclass(frozen=True)
+class SuperLink:
+    """A running SuperLink this process started."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    log_file: Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """The environment for Flower's processes: offline, private home, and this
+    interpreter's scripts first on PATH (the SuperLink spawns ``flower-superexec`` by
+    name, which fails from a virtualenv that was not activated)."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, **OFFLINE_FLOWER_ENV, "FLWR_HOME": str(flwr_home), "PATH": path}
+
+
+def _binary(name: str) -> str:
+    """A Flower executable next to this interpreter (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise SimulationError(f"'{name}' not found: install silorec (it brings flwr)")
+    return found
+
+
+@contextmanager
+def simulation_superlink(
+    flwr_home: Path, env: dict[str, str], startup_timeout: float = 60.0
+) -> Iterator[SuperLink]:
+    """Start ``flower-superlink --simulation`` on a free port; stop it (and its process
+    group: executors, the simulation and Ray) on exit."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log_file = flwr_home / "superlink.log"
+    command = [
+        _binary("flower-superlink"), "--insecure", "--simulation",
+        "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port),
+        "--database", str(flwr_home / "state.db"), "--log-file", str(log_file),
+    ]  # fmt: skip
+    with open(flwr_home / "superlink.out", "wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_until_listening(process, port, startup_timeout, log_file)
+        yield SuperLink(process, address, log_file)
+    finally:
+        stop_process_group(process)
+
+
+def _wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, log_file: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SimulationError(
+                f"flower-superlink exited with code {process.returncode}; see {log_file}"
+            )
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise SimulationError(f"flower-superlink did not listen on port {port} within {timeout:g} s")
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the process group led by ``process`` (started with a new session), then
+    SIGKILL whatever is left after ``grace_s``."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def write_connection(flwr_home: Path, address: str) -> None:
+    """Point the CLI connection :data:`CONNECTION` at ``address`` in ``config.toml``."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
+        f'[superlink.{CONNECTION}]\naddress = "{address}"\ninsecure = true\n',
+        encoding="utf-8",
+    )
+
+
+def run_status(run_id: str, env: dict[str, str]) -> tuple[str, str]:
+    """``(status, details)`` of a run, from ``flwr ls``."""
+    listing = subprocess.run(
+        [_binary("flwr"), "ls", CONNECTION, "--run-id", run_id, "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    try:
+        run = json.loads(listing.stdout)["runs"][0]
+    except (ValueError, KeyError, IndexError):
+        return "unknown", (listing.stdout + listing.stderr).strip()[-2000:]
+    return str(run.get("status", "unknown")), str(run.get("status-details", ""))
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string literal (for ``--run-config`` values)."""
+    return json.dumps(value)
+
+
+def simulate(
+    scenario_ref: str | Path | None,
+    project: FlowerProject,
+    *,
+    out: Path | None = None,
+    out_parent: Path | None = None,
+    flwr_home: Path | None = None,
+    cpus_per_node: float | None = None,
+) -> Path:
+    """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
+    run directory once the run has completed, else raises :class:`SimulationError`."""
+    scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
+    if out is not None:
+        run_dir = out.resolve()
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SimulationError(f"run directory {run_dir} is not empty; choose another")
+    else:
+        run_dir = new_run_dir((out_parent or Path("runs")).resolve(), scenario.name)
+    home = (flwr_home or Path(tempfile.mkdtemp(prefix="silorec-flwr-"))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = flower_env(home)
+    federation = f"num-supernodes={len(scenario.domains)}"
+    if cpus_per_node is not None:
+        federation += f" client-resources-num-cpus={cpus_per_node:g}"
+    run_config = " ".join(
+        f"{key}={toml_string(value)}"
+        for key, value in (
+            ("scenario", source), ("run-dir", str(run_dir)), ("engine", "simulation")
+        )
+    )  # fmt: skip
+    with simulation_superlink(home, env) as superlink:
+        write_connection(home, superlink.address)
+        command = [
+            _binary("flwr"), "run", str(project.root), CONNECTION,
+            "--federation-config", federation, "--run-config", run_config, "--stream",
+        ]  # fmt: skip
+        log.info("running: %s", " ".join(command))
+        run_id = _stream(command, env, project.root)
+        if run_id is None:
+            raise SimulationError("flwr run did not start a run (see its output above)", run_dir)
+        status, details = run_status(run_id, env)
+    log.info("flwr run %s: %s", run_id, status)
+    if status != COMPLETED:
+        raise SimulationError(f"run {run_id} ended as '{status}': {details}", run_dir)
+    return run_dir
+
+
+def _stream(command: list[str], env: dict[str, str], cwd: Path) -> str | None:
+    """Run ``flwr run --stream``, echoing its output; returns the run id it printed."""
+    run_id = None
+    with subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            match = _RUN_ID.search(line)
+            if match:
+                run_id = match.group(1)
+    return run_id

@@ -1,0 +1,87 @@
+"""The one evaluation protocol, used for every model: full ranking over all items of
+the domain, leave-one-out targets (validation: second-to-last item, test: last)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from silorec.data.domain import DomainData, Split
+from silorec.evaluation.metrics import ranking_metrics, target_ranks
+from silorec.models.inputs import pad_left
+from silorec.models.text_seq import TextSeqRec
+from silorec.scenario.schema import EvaluationSettings
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics of one model on one split of one domain, plus each user's target rank."""
+
+    split: Split
+    n_users: int
+    metrics: dict[str, float]
+    ranks: np.ndarray
+
+
+def evaluation_users(domain: DomainData, max_users: int | None, seed: int) -> np.ndarray:
+    """Users evaluated: all evaluable users, or a seeded sample of ``max_users``.
+
+    The sample depends only on the domain and the seed, so every model is evaluated on
+    the same users and results can be compared (and paired) across models.
+    """
+    users = domain.evaluable_users()
+    if max_users is not None and len(users) > max_users:
+        rng = np.random.default_rng(seed)
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+    return users
+
+
+@torch.no_grad()
+def evaluate(
+    model: TextSeqRec,
+    domain: DomainData,
+    text_embeddings: torch.Tensor,
+    split: Split,
+    settings: EvaluationSettings,
+    users: np.ndarray,
+) -> EvalResult:
+    """Rank every item of the domain for each user and score the held-out target."""
+    if len(users) == 0:
+        raise ValueError(f"domain '{domain.name}' has no evaluable users")
+    was_training = model.training
+    model.eval()
+    device = text_embeddings.device
+    try:
+        item_repr = model.encode_items(text_embeddings)
+        max_len = model.settings.max_len
+        cases = [domain.eval_case(int(u), split) for u in users]
+        # Users of similar length share a batch, trimmed to its longest input (most
+        # inputs are far shorter than max_len); ranks go back to the users' order.
+        widths = np.minimum([len(history) for history, _ in cases], max_len)
+        order = np.argsort(widths, kind="stable")
+        ranks = np.empty(len(users), dtype=np.int64)
+        for start in range(0, len(order), settings.batch_size):
+            rows = order[start : start + settings.batch_size]
+            width = max(int(widths[rows].max()), 1)
+            batch = [cases[r] for r in rows]
+            inputs = torch.from_numpy(pad_left([c[0] for c in batch], width)).to(device)
+            targets = torch.tensor([c[1] for c in batch], device=device)
+            states = model.encode_sequences(item_repr, inputs)[:, -1]
+            scores = model.scores(states, item_repr)
+            excluded = None
+            if settings.exclude_history:
+                excluded = _history_mask(batch, scores.shape).to(device)
+            ranks[rows] = target_ranks(scores, targets, excluded).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return EvalResult(split, len(users), ranking_metrics(ranks, settings.ks), ranks)
+
+
+def _history_mask(cases: list[tuple[np.ndarray, int]], shape: torch.Size) -> torch.Tensor:
+    """[B, n] True for items in each user's input sequence."""
+    mask = torch.zeros(shape, dtype=torch.bool)
+    for row, (history, _) in enumerate(cases):
+        mask[row, torch.from_numpy(history.astype(np.int64))] = True
+    return mask

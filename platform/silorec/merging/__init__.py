@@ -1,0 +1,38 @@
+"""Training-free model merging on the merge server.
+
+Weights are ``dict[str, torch.Tensor]``; task vectors are τk = θk − θ0
+(:mod:`.task_vectors`). Merge methods (:mod:`.methods`, one module each) are short
+compositions of orthogonal steps (:mod:`.steps`: sparsify, consensus, combine) and are
+looked up by name in :mod:`.registry`::
+
+    from silorec.merging import merge
+    merged = merge("ties", {"density": 0.2, "lambda": 1.0}, base, finetuned, seed=0)
+
+Nothing here imports Flower or code that reads interactions.
+"""
+
+from silorec.merging.base import MergeMethod, MergeParams, register_method
+from silorec.merging.registry import available_methods, get_method, merge
+from silorec.merging.task_vectors import (
+    Layout,
+    Weights,
+    apply,
+    check_compatible,
+    stack_task_vectors,
+    task_vectors,
+)
+
+__all__ = [
+    "Layout",
+    "MergeMethod",
+    "MergeParams",
+    "Weights",
+    "apply",
+    "available_methods",
+    "check_compatible",
+    "get_method",
+    "merge",
+    "register_method",
+    "stack_task_vectors",
+    "task_vectors",
+]

@@ -1,0 +1,95 @@
+"""What a merge method is, and the table the methods register themselves in.
+
+A method is a name, a strict pydantic model of its parameters, a one-line summary and
+a function ``(base, finetuned, params, *, generator) -> Weights``. Method modules
+register with :func:`register_method`; :mod:`silorec.merging.registry` imports them
+all and looks methods up. This module imports no method, so there is no cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from silorec.merging.task_vectors import Weights
+
+
+class MergeParams(BaseModel):
+    """Base of every method's parameter model: unknown keys are errors (a typo such as
+    ``lamda`` is reported by name, never ignored), values are frozen and not coerced
+    from other types (``"0.3"`` is not a number). Fields with a Python-keyword name use
+    an alias (``scale`` is written ``lambda``); both spellings are accepted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+P = TypeVar("P", bound=MergeParams)
+
+
+@dataclass(frozen=True)
+class MergeMethod(Generic[P]):
+    """One registered merge method."""
+
+    name: str
+    params_model: type[P]
+    summary: str
+    function: Callable[..., Weights]
+    reference: str = ""
+
+    def validate_params(self, params: Mapping[str, Any] | BaseModel | None = None) -> P:
+        """``params`` as this method's parameter model (a mapping is validated)."""
+        if params is None:
+            params = {}
+        if isinstance(params, self.params_model):
+            return params
+        if isinstance(params, BaseModel):
+            raise TypeError(
+                f"merge method '{self.name}' takes {self.params_model.__name__}, "
+                f"not {type(params).__name__}"
+            )
+        return self.params_model.model_validate(dict(params))
+
+    def merge(
+        self,
+        base: Weights,
+        finetuned: Sequence[Weights],
+        params: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        generator: torch.Generator,
+    ) -> Weights:
+        """Merge ``finetuned`` (fine-tuned from ``base``) into one float32 model with
+        the base model's parameter order. Randomised methods draw from ``generator``;
+        the others ignore it. Incompatible models raise ``ValueError`` (the methods
+        build their task vectors with :func:`~silorec.merging.task_vectors.stack_task_vectors`,
+        which checks)."""
+        checked = self.validate_params(params)
+        return self.function(base, list(finetuned), checked, generator=generator)
+
+
+_METHODS: dict[str, MergeMethod[Any]] = {}
+
+
+def register_method(
+    name: str, params_model: type[P], summary: str, reference: str = ""
+) -> Callable[[Callable[..., Weights]], Callable[..., Weights]]:
+    """Decorator: register the decorated function as merge method ``name``.
+
+    The function keeps its own name and signature
+    ``(base, finetuned, params, *, generator) -> Weights``.
+    """
+    if not summary or "\n" in summary:
+        raise ValueError(f"merge method '{name}' needs a one-line summary")
+    if not (isinstance(params_model, type) and issubclass(params_model, MergeParams)):
+        raise TypeError(f"merge method '{name}': params_model must subclass MergeParams")
+
+    def decorate(function: Callable[..., Weights]) -> Callable[..., Weights]:
+        if name in _METHODS:
+            raise ValueError(f"merge method '{name}' is registered twice")
+        _METHODS[name] = MergeMethod(name, params_model, summary, function, reference)
+        return function
+
+    return decorate

@@ -1,0 +1,10 @@
+"""The built-in merge methods, one module each; importing this package registers them.
+
+Each method is a few lines composing :mod:`silorec.merging.steps`. To add one, write a
+module here with a :class:`~silorec.merging.base.MergeParams` subclass and a function
+decorated with :func:`~silorec.merging.base.register_method`, and import it below.
+"""
+
+from silorec.merging.methods import average, dare, task_arithmetic, ties
+
+__all__ = ["average", "dare", "task_arithmetic", "ties"]

@@ -1,0 +1,53 @@
+"""Scenario files: validated configuration for a whole federation."""
+
+from silorec.scenario.loader import (
+    DEFAULT_SCENARIO,
+    ScenarioError,
+    builtin_scenario_text,
+    load_scenario,
+    load_scenario_with_text,
+    parse_scenario_text,
+    resolve_scenario_path,
+)
+from silorec.scenario.schema import (
+    AmazonRawSource,
+    BaseSettings,
+    DataSettings,
+    DomainSpec,
+    EvaluationSettings,
+    FederationSettings,
+    GenericSource,
+    MergeRecSource,
+    MergeSpec,
+    ModelSettings,
+    Scenario,
+    Subsample,
+    SyntheticSource,
+    TextSettings,
+    TrainSettings,
+)
+
+__all__ = [
+    "DEFAULT_SCENARIO",
+    "AmazonRawSource",
+    "BaseSettings",
+    "DataSettings",
+    "DomainSpec",
+    "EvaluationSettings",
+    "FederationSettings",
+    "GenericSource",
+    "MergeRecSource",
+    "MergeSpec",
+    "ModelSettings",
+    "Scenario",
+    "ScenarioError",
+    "Subsample",
+    "SyntheticSource",
+    "TextSettings",
+    "TrainSettings",
+    "builtin_scenario_text",
+    "load_scenario",
+    "load_scenario_with_text",
+    "parse_scenario_text",
+    "resolve_scenario_path",
+]

@@ -1,0 +1,366 @@
+"""Pydantic models of a scenario: the single source of truth for configuration.
+
+A scenario file (TOML) describes a whole federation: which domains take part, where
+each node finds its data and how it is prepared, the model, local training, the base
+model θ0, the merge methods and the evaluation protocol. Every field is validated
+before anything runs; unknown keys are errors so that a typo cannot silently fall
+back to a default.
+
+The schema is imported by both sides of the federation. It holds configuration only:
+it never reads interaction data (that is :mod:`silorec.data`, node side only).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DOMAIN_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
+
+
+class StrictModel(BaseModel):
+    """Base for every scenario section: unknown keys are rejected, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ---------------------------------------------------------------------------
+# Data sources (one per domain). Node side reads them; the server only sees names.
+# ---------------------------------------------------------------------------
+
+
+class SyntheticSource(StrictModel):
+    """A generated domain. All domains of one ``world_seed`` share latent structure
+    (topics, topic transitions), so that what one domain learns helps another."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    world_seed: int = Field(0, description="Seed of the latent world shared by domains.")
+    n_topics: int = Field(8, ge=2, le=64)
+    flavour: str | None = Field(
+        None,
+        description="Vocabulary flavour of item titles (e.g. 'books', 'toys'); "
+        "defaults to one derived from the domain name.",
+    )
+    n_users: int = Field(400, ge=10)
+    n_items: int = Field(200, ge=10)
+    mean_length: float = Field(8.0, ge=3.0, le=200.0)
+    seed: int = Field(0, description="Seed of this domain's own users and items.")
+
+
+class MergeRecSource(StrictModel):
+    """A domain in the MergeRec release format: a folder (or ``.tar.gz``) with
+    ``train/val/test/umap/smap/meta_data.json``."""
+
+    kind: Literal["mergerec"] = "mergerec"
+    path: str = Field(
+        ...,
+        description="Folder or .tar.gz of the domain. Relative paths resolve against "
+        "`data.root` (or the environment variable it names).",
+    )
+
+
+class GenericSource(StrictModel):
+    """The documented generic format users produce from their own logs: an
+    interactions table (user, item, timestamp) and an items table (item id plus text
+    columns), each CSV or Parquet."""
+
+    kind: Literal["generic"] = "generic"
+    path: str = Field(
+        ".",
+        description="Folder holding the two tables; relative to `data.root`.",
+    )
+    interactions: str = "interactions.csv"
+    items: str = "items.csv"
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str = "timestamp"
+    text_columns: list[str] = Field(default_factory=lambda: ["title", "brand", "category"])
+
+
+class AmazonRawSource(StrictModel):
+    """Raw Amazon review files as published by UCSD (2014 or 2018 line formats,
+    plain or gzip): one reviews file and one metadata file."""
+
+    kind: Literal["amazon-raw"] = "amazon-raw"
+    reviews: str = Field(..., description="Reviews file (JSON lines; .gz allowed).")
+    metadata: str = Field(..., description="Metadata file (JSON or Python-literal lines).")
+    min_rating: float | None = Field(
+        None, description="Keep only reviews with at least this rating."
+    )
+
+
+DataSource = Annotated[
+    SyntheticSource | MergeRecSource | GenericSource | AmazonRawSource,
+    Field(discriminator="kind"),
+]
+
+
+class Subsample(StrictModel):
+    """Deterministic reduction of a domain so real data trains in minutes on 2 cores.
+
+    Applied in this order: keep the ``top_items`` most frequent items, then the
+    ``k_core`` filter (iterated until every user and item has at least k
+    interactions), then at most ``max_users`` users drawn with ``seed``.
+    """
+
+    top_items: int | None = Field(None, ge=1)
+    k_core: int | None = Field(None, ge=1)
+    max_users: int | None = Field(None, ge=1)
+    max_length: int | None = Field(
+        None, ge=3, description="Keep only each user's most recent interactions."
+    )
+    seed: int = 0
+
+
+class DomainSpec(StrictModel):
+    """One domain: one node of the federation."""
+
+    name: str = Field(..., pattern=DOMAIN_NAME_PATTERN)
+    unseen: bool = Field(
+        False,
+        description="Unseen domains contribute nothing to the merge (no training, no "
+        "upload) but are evaluated: zero-shot transfer.",
+    )
+    data: DataSource
+    subsample: Subsample = Field(default_factory=Subsample)
+
+
+class DataSettings(StrictModel):
+    """Where relative data paths resolve and where prepared data is cached."""
+
+    root: str | None = Field(None, description="Folder that relative data paths resolve against.")
+    root_env: str | None = Field(
+        None,
+        description="Environment variable naming the data root; wins over `root` when set.",
+    )
+    how_to_get: str | None = Field(
+        None, description="Shown to the user when the data cannot be found."
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Prepared-data and text-embedding cache; default "
+        "$SILOREC_CACHE_DIR or ~/.cache/silorec.",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Text, model, training.
+# ---------------------------------------------------------------------------
+
+
+class TextSettings(StrictModel):
+    """Item text features: computed once per catalogue by a frozen encoder."""
+
+    encoder: Literal["minilm", "hashing"] = Field(
+        "minilm",
+        description="'minilm' is the pretrained all-MiniLM-L6-v2 (every real scenario); "
+        "'hashing' is a tiny deterministic encoder for tests only.",
+    )
+    fields: list[str] = Field(default_factory=lambda: ["title", "brand", "category"])
+    batch_size: int = Field(128, ge=1)
+    hashing_dim: int = Field(384, ge=8, description="Output size of the hashing encoder.")
+
+
+class ModelSettings(StrictModel):
+    """The text-based sequential recommender. Every trainable parameter is
+    domain-agnostic (no item-ID tables), so domain models can be merged and serve
+    unseen domains."""
+
+    kind: Literal["text-seq"] = "text-seq"
+    dim: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    max_len: int = Field(50, ge=2)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    temperature: float = Field(0.05, gt=0.0)
+    adaptor: Literal["linear", "mlp"] = "mlp"
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> ModelSettings:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class TrainSettings(StrictModel):
+    """Local fine-tuning on a domain node."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    patience: int = Field(
+        3, ge=1, description="Epochs without a better validation NDCG@10 before stopping."
+    )
+    max_valid_users: int | None = Field(
+        2000,
+        ge=1,
+        description="Validation users (seeded sample) used for early stopping; None = all.",
+    )
+    seed: int = 0
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads on the node; None = torch default."
+    )
+    device: str = Field("auto", description="'auto' (GPU when present), 'cpu' or 'cuda'.")
+    progress: bool = True
+
+
+class BaseSettings(StrictModel):
+    """How the common base model θ0 is made before local fine-tuning."""
+
+    init: Literal["seeded", "fedavg"] = Field(
+        "seeded",
+        description="'seeded': a seeded random initialisation made by the server; "
+        "'fedavg': that initialisation followed by `fedavg_rounds` FedAvg rounds.",
+    )
+    seed: int = 0
+    fedavg_rounds: int = Field(2, ge=1)
+    fedavg_local_epochs: int = Field(1, ge=1)
+
+
+class MergeSpec(BaseModel):
+    """One merge method and its parameters, e.g. ``{method = "ties", density = 0.2}``.
+
+    The method's own parameter model (in :mod:`silorec.merging`) validates the
+    remaining keys, so each method documents and checks its parameters in one place.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str
+    label: str | None = Field(None, description="Name in results; default derived.")
+
+    @model_validator(mode="after")
+    def _validate_params(self) -> MergeSpec:
+        from silorec.merging.registry import get_method  # merging is flwr- and data-free
+
+        method = get_method(self.method)  # raises KeyError-like ValueError naming choices
+        method.params_model.model_validate(self.params)
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The method parameters: every key but ``method`` and ``label``."""
+        return dict(self.model_extra or {})
+
+    @property
+    def display_label(self) -> str:
+        """The label used in results: the given one, or method plus parameters."""
+        if self.label:
+            return self.label
+        if not self.params:
+            return self.method
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.method}({inner})"
+
+
+class EvaluationSettings(StrictModel):
+    """One evaluation protocol for every model: full ranking over all items of the
+    domain, leave-one-out."""
+
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20, 50])
+    splits: list[Literal["valid", "test"]] = Field(default_factory=lambda: ["valid", "test"])
+    exclude_history: bool = Field(
+        False,
+        description="Mask the user's own history items before ranking (RecBole's "
+        "convention). Off by default, as in the MergeRec release.",
+    )
+    batch_size: int = Field(512, ge=1)
+    max_users: int | None = Field(
+        None, ge=1, description="Evaluate a seeded sample of users; None = all."
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_sorted(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        if 10 not in ks:
+            raise ValueError("ks must include 10 (early stopping uses NDCG@10)")
+        return sorted(set(ks))
+
+
+class FederationSettings(StrictModel):
+    """How the merge server deals with nodes: waiting, timeouts, failures."""
+
+    min_domains: int = Field(
+        2, ge=1, description="Fewest fine-tuned domain models needed to merge."
+    )
+    connect_timeout_s: float = Field(
+        120.0, gt=0, description="How long to wait for every domain node to connect."
+    )
+    describe_timeout_s: float = Field(
+        900.0, gt=0, description="Data preparation and text embedding on the nodes."
+    )
+    train_timeout_s: float = Field(3600.0, gt=0)
+    eval_timeout_s: float = Field(1800.0, gt=0)
+
+
+class OutputSettings(StrictModel):
+    """What the run writes besides results.json/results.csv/report.md."""
+
+    plots: bool = True
+
+
+class Scenario(StrictModel):
+    """A whole federation: domains, data, model, training, base, merges, evaluation."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    seed: int = Field(0, description="Seed of the run (merges with randomness, samples).")
+    data: DataSettings = Field(default_factory=DataSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    base: BaseSettings = Field(default_factory=BaseSettings)
+    merges: list[MergeSpec] = Field(default_factory=list)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    domains: list[DomainSpec] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _check_domains(self) -> Scenario:
+        names = [d.name for d in self.domains]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"domain names must be unique; repeated: {', '.join(dupes)}")
+        merged = [d for d in self.domains if not d.unseen]
+        if not merged:
+            raise ValueError("at least one domain must not be `unseen` (nothing to merge)")
+        if self.federation.min_domains > len(merged):
+            raise ValueError(
+                f"federation.min_domains ({self.federation.min_domains}) exceeds the "
+                f"number of merged (not unseen) domains ({len(merged)})"
+            )
+        labels = [m.display_label for m in self.merges]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"merge labels must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def merged_domains(self) -> list[DomainSpec]:
+        """Domains that fine-tune and contribute to the merge."""
+        return [d for d in self.domains if not d.unseen]
+
+    @property
+    def unseen_domains(self) -> list[DomainSpec]:
+        """Domains only evaluated (zero-shot)."""
+        return [d for d in self.domains if d.unseen]
+
+    def domain(self, name: str) -> DomainSpec:
+        """The domain called ``name``; a clear error listing the known ones otherwise."""
+        for d in self.domains:
+            if d.name == name:
+                return d
+        known = ", ".join(d.name for d in self.domains)
+        raise KeyError(f"scenario '{self.name}' has no domain '{name}' (known: {known})")
+
+
+def slugify(text: str) -> str:
+    """A domain-name-safe form of ``text`` (lowercase, [a-z0-9_-])."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
+    return slug or "domain"

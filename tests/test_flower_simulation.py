@@ -1,0 +1,72 @@
+"""The same apps through Flower's simulation engine (`flwr run .` on Ray), driven by
+`silorec simulate`: private FLWR_HOME, own SuperLink on a free port, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from silorec.results import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "scenarios" / "tiny.toml"
+
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (e.g. a FLWR_HOME)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if text in cmdline and "State:\tZ" not in status:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def simulate(scenario: Path, out: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_")}
+    command = [sys.executable, "-m", "silorec.cli", "simulate", str(scenario),
+               "--out", str(out), "--flwr-home", str(home)]  # fmt: skip
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_tiny_scenario_completes_through_flwr_run(tmp_path: Path) -> None:
+    home, out = tmp_path / "flwr-home", tmp_path / "run"
+    done = simulate(TINY, out, home)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "finished:completed" in done.stderr
+    results = load_run(out)
+    assert results.status == "completed" and results.engine == "simulation"
+    assert len(results.rows) == 8 * 4 * 2  # models x domains x splits
+    # Simulated nodes have Flower's random node ids, one per domain.
+    assert len({n.node_id for n in results.nodes}) == 4
+    assert processes_mentioning(str(home)) == []
+
+
+def test_a_failed_run_is_reported_as_failed(tmp_path: Path) -> None:
+    """`flwr run` exits 0 when the run fails; `silorec simulate` must not."""
+    text = TINY.read_text()
+    for seed in (1, 2):
+        text = text.replace(
+            f'data = {{ kind = "synthetic", world_seed = 1, n_users = 60, n_items = 40, seed = {seed} }}',
+            f'data = {{ kind = "mergerec", path = "missing-{seed}.tar.gz" }}',
+        )
+    scenario = tmp_path / "broken.toml"
+    scenario.write_text(text)
+    home, out = tmp_path / "flwr-home", tmp_path / "run"
+    done = simulate(scenario, out, home)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "finished:failed" in done.stderr
+    assert load_run(out).status == "failed"
+    assert processes_mentioning(str(home)) == []
