@@ -7,30 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import make_domain
 
-from silorec.data.domain import LOO_HOLDOUT, DomainData, ItemCatalogue
+from silorec.data.domain import LOO_HOLDOUT, DomainData
 from silorec.data.errors import DataError
 from silorec.data.subsample import subsample
 from silorec.scenario import Subsample
-
-
-def make_domain(
-    seqs: list[list[int]], n_items: int | None = None, holdout: list[int] | None = None
-) -> DomainData:
-    n_items = n_items if n_items is not None else max(max(s) for s in seqs) + 1
-    lengths = [len(s) for s in seqs]
-    return DomainData(
-        name="toy",
-        items=ItemCatalogue(
-            ids=[f"i{i}" for i in range(n_items)],
-            fields={"title": [f"Item {i}" for i in range(n_items)]},
-        ),
-        user_ids=[f"u{u}" for u in range(len(seqs))],
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        flat_items=np.array([i for s in seqs for i in s]),
-        holdout=holdout if holdout is not None else [LOO_HOLDOUT if n >= 3 else 0 for n in lengths],
-    )
-
 
 # Item counts: 0:5, 1:4, 2:3, 3:2, 4:1, 5:1.
 TOY = [

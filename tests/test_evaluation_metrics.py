@@ -70,13 +70,16 @@ def test_excluded_mask_is_not_modified() -> None:
     assert excluded.tolist() == [[False, True, True, False]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: metrics.py target_ranks gives a NaN target score rank -1 (NaN >= x is "
-    "False, even against itself), so a diverged model scores recall 1 and ndcg/mrr inf",
-)
-def test_a_nan_target_score_gets_the_worst_rank() -> None:
-    assert ranks_of([[float("nan")] * 4], [0]) == [3]
+def test_nan_scores_count_as_the_lowest_score() -> None:
+    nan = float("nan")
+    # a NaN target ranks last (a diverged model must never look perfect)
+    assert ranks_of([[nan] * 4, [nan, 0.1, nan, 0.2]], [0, 0]) == [3, 3]
+    # a NaN elsewhere is behind every real score
+    assert ranks_of([[0.1, nan, 0.3, 0.2]], [0]) == [2]
+    assert ranks_of([[0.1, nan, 0.3, 0.2]], [2]) == [0]
+    scores = torch.tensor([[nan, 0.5]])
+    target_ranks(scores, torch.tensor([1]))
+    assert torch.isnan(scores[0, 0])  # the caller's scores are left alone
 
 
 # -- per_user_metrics / ranking_metrics ---------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from factories import make_domain
 
-from silorec.data.domain import DomainData, ItemCatalogue, Split
+from silorec.data.domain import DomainData, Split
 from silorec.evaluation import protocol
 from silorec.evaluation.metrics import ranking_metrics
 from silorec.evaluation.protocol import EvalResult, evaluate, evaluation_users
@@ -34,18 +35,6 @@ SEQUENCES = [
     [16, 26, 5, 15],
 ]
 HOLDOUT = [2, 2, 0, 2, 2, 0, 2, 2, 2, 2, 2, 2]
-
-
-def make_domain(sequences: list[list[int]], holdout: list[int], n_items: int) -> DomainData:
-    lengths = [len(s) for s in sequences]
-    return DomainData(
-        name="handmade",
-        items=ItemCatalogue([f"item{i}" for i in range(n_items)]),
-        user_ids=[f"user{u}" for u in range(len(sequences))],
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        flat_items=np.concatenate([np.asarray(s) for s in sequences]),
-        holdout=np.asarray(holdout),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,9 @@ def test_inputs_and_targets_of_each_split(
         seen["inputs"].append(sequences.tolist())
         return encode(items, sequences)
 
-    def spy_ranks(scores: torch.Tensor, targets: torch.Tensor, excluded=None) -> torch.Tensor:
+    def spy_ranks(
+        scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None = None
+    ) -> torch.Tensor:
         seen["targets"].append(targets.tolist())
         return rank(scores, targets, excluded)
 
@@ -210,7 +201,7 @@ def test_no_users_is_an_error_naming_the_domain(
     model: TextSeqRec, domain: DomainData, embeddings: torch.Tensor
 ) -> None:
     empty = np.array([], dtype=np.int64)
-    with pytest.raises(ValueError, match="domain 'handmade' has no evaluable users"):
+    with pytest.raises(ValueError, match="domain 'toy' has no evaluable users"):
         evaluate(model, domain, embeddings, "test", settings(), empty)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from silorec.merging import available_methods, get_method, merge
 from silorec.merging.steps import disjoint_mean, random_drop, sign_consensus
 from silorec.merging.task_vectors import Weights, apply, stack_task_vectors

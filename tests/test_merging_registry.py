@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from pydantic import BaseModel, ValidationError
+
 from silorec.merging import MergeParams, available_methods, get_method, merge, register_method
 from silorec.merging.base import _METHODS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from silorec.merging.steps import (
     agreement_mask,
     combine_mean,

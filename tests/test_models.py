@@ -249,8 +249,27 @@ def test_set_weights_round_trip_reproduces_the_model() -> None:
     torch.testing.assert_close(
         states_of(target, embeddings, sequences), states_of(source, embeddings, sequences)
     )
+    loaded = get_weights(source)
     for name, array in get_weights(target).items():
-        np.testing.assert_array_equal(array, get_weights(source)[name])
+        np.testing.assert_array_equal(array, loaded[name])
+
+
+def test_set_weights_copies_the_arrays() -> None:
+    model = eval_model(seed=1)
+    weights = get_weights(eval_model(seed=2))
+    set_weights(model, weights)
+    expected = weights["final_norm.weight"].copy()
+    weights["final_norm.weight"][...] = 0.0  # the caller reuses its buffers
+    np.testing.assert_array_equal(get_weights(model)["final_norm.weight"], expected)
+
+
+def test_set_weights_accepts_any_memory_layout() -> None:
+    model = eval_model(seed=1)
+    weights = get_weights(eval_model(seed=2))
+    reversed_bias = weights["final_norm.bias"][::-1]
+    weights["final_norm.bias"] = reversed_bias
+    set_weights(model, weights)
+    np.testing.assert_array_equal(get_weights(model)["final_norm.bias"], reversed_bias)
 
 
 def _drop(name: str) -> Callable[[dict[str, np.ndarray]], None]:

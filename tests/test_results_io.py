@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 import silorec.results.io as rio
 from silorec.results import (
     ID_COLUMNS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from silorec.results import Failure, NodeRecord, ResultRow, RunResults, render_report
 from silorec.results.example import example_results
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from silorec.results import (
     ID_COLUMNS,
     MEAN_MERGED,

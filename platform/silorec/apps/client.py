@@ -12,6 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
 from silorec.apps import protocol
 from silorec.apps.records import metrics_record, record_to_weights, weights_to_record
 from silorec.apps.run_config import scenario_from_run_config

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
+
 from silorec.apps.records import payload_bytes
 
 #: Extra lifetime of a message beyond the round's timeout, so a slow reply that

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid
+
 from silorec.apps import protocol
 from silorec.apps.exchange import Exchange, NodeFailure
 from silorec.apps.records import record_to_weights, weights_to_record

@@ -61,7 +61,9 @@ def set_weights(model: nn.Module, weights: Mapping[str, np.ndarray]) -> None:
     """Load weights into ``model`` after checking them against its own parameters."""
     check_weights(weights, weight_spec(get_weights(model)))
     device = next(model.parameters()).device
-    state = {name: torch.from_numpy(np.asarray(weights[name])).to(device) for name in weights}
+    state = {
+        name: torch.from_numpy(np.ascontiguousarray(weights[name])).to(device) for name in weights
+    }
     model.load_state_dict(state, strict=True)
 
 

@@ -44,7 +44,12 @@ def assign_domain(scenario: Scenario, node_config: Mapping[str, Any]) -> NodeAss
         except KeyError as exc:
             raise NodeConfigError(f"node-config domain={name!r}: {exc.args[0]}") from None
     if PARTITION_KEY in node_config:
-        partition = int(node_config[PARTITION_KEY])
+        try:
+            partition = int(node_config[PARTITION_KEY])
+        except (TypeError, ValueError):
+            raise NodeConfigError(
+                f"partition-id must be an integer, got {node_config[PARTITION_KEY]!r}"
+            ) from None
         if not 0 <= partition < len(scenario.domains):
             raise NodeConfigError(
                 f"partition-id {partition} has no domain: scenario '{scenario.name}' has "

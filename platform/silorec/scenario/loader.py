@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from silorec.scenario.schema import Scenario
 
 BUILTIN_PREFIX = "builtin:"
+_SOURCE_KINDS = {"synthetic", "mergerec", "generic", "amazon-raw"}
 DEFAULT_SCENARIO = "quickstart"
 
 
@@ -22,16 +23,21 @@ class ScenarioError(ValueError):
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
-    """``('domains', 1, 'data', 'kind')`` -> ``domains[1].data.kind``."""
+    """``('domains', 1, 'data', 'mergerec', 'pth')`` -> ``domains[1].data.pth``.
+
+    Pydantic puts the tag of a discriminated union (the data source ``kind``) right
+    after the union's field; it is noise to a reader and is dropped.
+    """
     out = ""
+    previous: Any = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif previous == "data" and part in _SOURCE_KINDS:
+            pass
         else:
-            # Discriminated unions add the tag as a location part; it is noise here.
-            if part in {"synthetic", "mergerec", "generic", "amazon-raw"} and out.endswith(".data"):
-                continue
             out += f".{part}" if out else str(part)
+        previous = part
     return out or "(top level)"
 
 
@@ -115,7 +121,7 @@ def load_scenario_with_text(
     else:
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
         source = str(path)
     return parse_scenario_text(text, source), text, source

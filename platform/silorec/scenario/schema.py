@@ -247,12 +247,18 @@ class MergeSpec(BaseModel):
 
     @property
     def display_label(self) -> str:
-        """The label used in results: the given one, or method plus parameters."""
+        """The label used in results: the given one, or the method plus the parameters
+        as written, under their canonical names (``scale=0.3`` and ``lambda=0.3`` give
+        the same label, so the duplicate check sees them as one merge)."""
         if self.label:
             return self.label
-        if not self.params:
+        from silorec.merging.registry import get_method
+
+        params = get_method(self.method).validate_params(self.params)
+        given = params.model_dump(by_alias=True, exclude_unset=True)
+        if not given:
             return self.method
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        inner = ",".join(f"{k}={v}" for k, v in sorted(given.items()))
         return f"{self.method}({inner})"
 
 

@@ -113,9 +113,36 @@ def fine_tune(
 
     ``epochs`` overrides ``settings.epochs`` (FedAvg rounds train a fixed, small number
     of epochs without early stopping). With early stopping the model ends holding the
-    best weights seen on validation.
+    best weights seen on validation. Seeded by ``settings.seed``; the caller's global
+    random state is left as it was.
     """
-    epochs = settings.epochs if epochs is None else epochs
+    device = text_embeddings.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _fine_tune(
+            model,
+            domain,
+            text_embeddings,
+            settings,
+            eval_settings,
+            epochs=settings.epochs if epochs is None else epochs,
+            early_stopping=early_stopping,
+            label=label,
+        )
+
+
+def _fine_tune(
+    model: TextSeqRec,
+    domain: DomainData,
+    text_embeddings: torch.Tensor,
+    settings: TrainSettings,
+    eval_settings: EvaluationSettings,
+    *,
+    epochs: int,
+    early_stopping: bool,
+    label: str,
+) -> FineTuneReport:
+    """:func:`fine_tune` inside a forked random state (the caller's is untouched)."""
     device = text_embeddings.device
     inputs_np, targets_np = training_examples(domain, model.settings.max_len)
     if len(inputs_np) == 0:
