@@ -249,11 +249,23 @@ def test_missing_data_on_one_node_is_reported_before_training(tmp_path: Path) ->
     assert all(m["domains"] == ["alpha", "beta"] for m in results.merges)
 
 
-def test_run_inprocess_reports_a_failed_run(tmp_path: Path) -> None:
+def test_run_inprocess_checks_data_before_running(tmp_path: Path) -> None:
+    from silorec.data.errors import DataError
+
     scenario = tiny_variant(tmp_path, ('data = { kind = "synthetic", world_seed = 1, n_users = 60, n_items = 40, seed = 2 }',
-                                       'data = { kind = "mergerec", path = "nowhere/Beta.tar.gz" }'),
+                                       'data = { kind = "mergerec", path = "nowhere/Beta.tar.gz" }'))  # fmt: skip
+    with pytest.raises(DataError, match="domain 'beta'.*Beta.tar.gz"):
+        run_inprocess(scenario, find_project(Path(__file__).parent), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_inprocess_reports_a_failed_run(tmp_path: Path) -> None:
+    for name in ("Beta", "Gamma"):
+        (tmp_path / f"{name}.tar.gz").write_bytes(b"not a tar archive")
+    scenario = tiny_variant(tmp_path, ('data = { kind = "synthetic", world_seed = 1, n_users = 60, n_items = 40, seed = 2 }',
+                                       'data = { kind = "mergerec", path = "Beta.tar.gz" }'),
                             ('data = { kind = "synthetic", world_seed = 1, n_users = 60, n_items = 40, seed = 3 }',
-                             'data = { kind = "mergerec", path = "nowhere/Gamma.tar.gz" }'))  # fmt: skip
+                             'data = { kind = "mergerec", path = "Gamma.tar.gz" }'))  # fmt: skip
     with pytest.raises(RunFailed) as failed:
         run_inprocess(scenario, find_project(Path(__file__).parent), out=tmp_path / "run")
     assert "only 1 domain model(s) arrived" in str(failed.value)

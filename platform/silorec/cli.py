@@ -59,6 +59,23 @@ def _print_summary(run_dir: Path) -> None:
     print(f"\nreport: {run_dir / 'report.md'}")
 
 
+def _report_failure(message: str, run_dir: Path | None) -> None:
+    """Say why a run failed: the error, then each failure the run recorded."""
+    from silorec.results import ResultsError, load_run
+
+    _error(f"run failed: {message}")
+    if run_dir is None or not (run_dir / "results.json").exists():
+        return
+    try:
+        failures = load_run(run_dir).failures
+    except ResultsError:
+        return
+    for failure in failures:
+        where = failure.domain or (f"node {failure.node_id}" if failure.node_id else "server")
+        print(f"  - {failure.phase}, {where}: {failure.reason}", file=sys.stderr)
+    print(f"what was recorded: {run_dir / 'report.md'}", file=sys.stderr)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from silorec.engine.local import RunFailed, run_inprocess
     from silorec.engine.project import find_project
@@ -67,9 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         run_dir = run_inprocess(args.scenario, project, out=args.out, out_parent=args.runs_dir)
     except RunFailed as exc:
-        _error(f"run failed: {exc}")
-        if exc.run_dir:
-            print(f"what was recorded: {exc.run_dir / 'report.md'}", file=sys.stderr)
+        _report_failure(str(exc), exc.run_dir)
         return EXIT_FAILED
     _print_summary(run_dir)
     return EXIT_OK
@@ -90,9 +105,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             cpus_per_node=args.cpus_per_node,
         )
     except SimulationError as exc:
-        _error(str(exc))
-        if exc.run_dir and (exc.run_dir / "report.md").exists():
-            print(f"what was recorded: {exc.run_dir / 'report.md'}", file=sys.stderr)
+        _report_failure(str(exc), exc.run_dir)
         return EXIT_FAILED
     _print_summary(run_dir)
     return EXIT_OK

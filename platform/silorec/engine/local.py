@@ -13,9 +13,10 @@ from silorec.apps.run_config import (
     STATE_RECORD,
     STATE_RUN_DIR,
 )
+from silorec.data.prepare import resolve_source
 from silorec.engine.inprocess import ServerAppFailed, run_apps, state_value
 from silorec.engine.project import FlowerProject
-from silorec.scenario import load_scenario_with_text
+from silorec.scenario import Scenario, load_scenario_with_text
 
 
 def run_inprocess(
@@ -27,11 +28,14 @@ def run_inprocess(
 ) -> Path:
     """Run a scenario in this process; returns its run directory.
 
-    The scenario is validated before anything runs. ``out`` is the exact run
+    The scenario is validated, and every domain's data found, before anything runs
+    (here all nodes live in this process, so a missing dataset is the user's to fix
+    now, not a node failure to record). ``out`` is the exact run
     directory (must be empty or absent); otherwise a new one is made under
     ``out_parent`` (default ``runs/`` in the working directory).
     """
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
+    check_data_sources(scenario, Path(source).parent if Path(source).is_file() else project.root)
     run_config = {
         **project.run_config,
         SCENARIO: source,
@@ -61,3 +65,10 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, run_dir: Path | None) -> None:
         super().__init__(message)
         self.run_dir = run_dir
+
+
+def check_data_sources(scenario: Scenario, base_dir: Path) -> None:
+    """Raise the data layer's own clear error (which says how to get the data) if a
+    domain's input files are missing."""
+    for domain in scenario.domains:
+        resolve_source(domain, scenario.data, base_dir=base_dir)

@@ -11,6 +11,7 @@ from silorec.scenario.loader import (
 )
 from silorec.scenario.schema import (
     AmazonRawSource,
+    AuditSettings,
     BaseSettings,
     DataSettings,
     DomainSpec,
@@ -20,6 +21,7 @@ from silorec.scenario.schema import (
     MergeRecSource,
     MergeSpec,
     ModelSettings,
+    PrivacySettings,
     Scenario,
     Subsample,
     SyntheticSource,
@@ -30,6 +32,7 @@ from silorec.scenario.schema import (
 __all__ = [
     "DEFAULT_SCENARIO",
     "AmazonRawSource",
+    "AuditSettings",
     "BaseSettings",
     "DataSettings",
     "DomainSpec",
@@ -39,6 +42,7 @@ __all__ = [
     "MergeRecSource",
     "MergeSpec",
     "ModelSettings",
+    "PrivacySettings",
     "Scenario",
     "ScenarioError",
     "Subsample",

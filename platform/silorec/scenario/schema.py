@@ -175,7 +175,12 @@ class ModelSettings(StrictModel):
     max_len: int = Field(50, ge=2)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     temperature: float = Field(0.05, gt=0.0)
-    adaptor: Literal["linear", "mlp"] = "mlp"
+    adaptor: Literal["linear", "mlp"] = Field(
+        "linear",
+        description="'linear' keeps the text encoder's similarity structure in the "
+        "untrained model (θ0 already ranks by text similarity) and trained better than "
+        "'mlp' on Amazon Beauty.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelSettings:
@@ -304,6 +309,75 @@ class FederationSettings(StrictModel):
     eval_timeout_s: float = Field(1800.0, gt=0)
 
 
+class AuditSettings(StrictModel):
+    """What each domain node records and checks about everything it sends (the audit
+    trail, the fail-closed wire policy and the leakage detectors)."""
+
+    enabled: bool = Field(
+        True, description="Log every reply and enforce the wire policy on every node."
+    )
+    canaries: int = Field(
+        0,
+        ge=0,
+        description="Synthetic canary users planted in each domain's detector: their "
+        "sequences and identifiers must never appear in anything a node sends.",
+    )
+    min_identifier_length: int = Field(
+        6,
+        ge=3,
+        description="Raw user/item identifiers shorter than this are not searched for "
+        "in payloads (short strings occur by chance in binary data).",
+    )
+
+
+class PrivacySettings(StrictModel):
+    """Differential privacy of what a node uploads, and its budget."""
+
+    mechanism: Literal["none", "dp-sgd", "gaussian"] = Field(
+        "none",
+        description="'dp-sgd': per-sample clipping and noise in local fine-tuning; "
+        "'gaussian': clip the uploaded task vector's L2 norm and add Gaussian noise.",
+    )
+    noise_multiplier: float | None = Field(None, ge=0.0)
+    target_epsilon: float | None = Field(
+        None,
+        gt=0.0,
+        description="Calibrate the noise to reach this ε (instead of noise_multiplier).",
+    )
+    delta: float | None = Field(
+        None, gt=0.0, lt=1.0, description="δ; default 1 / the domain's number of users."
+    )
+    max_grad_norm: float = Field(1.0, gt=0.0, description="DP-SGD per-sample clipping norm.")
+    clip_norm: float = Field(1.0, gt=0.0, description="Gaussian mechanism: task-vector clip norm.")
+    budget_epsilon: float | None = Field(
+        None,
+        gt=0.0,
+        description="Hard budget: a node refuses any upload that would take its domain's "
+        "total ε over this.",
+    )
+    membership_inference: bool = Field(
+        False,
+        description="Measure a loss-based membership-inference attack on each upload.",
+    )
+    mia_holdout_fraction: float = Field(
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description="Share of users kept out of training as non-members for the attack.",
+    )
+
+    @model_validator(mode="after")
+    def _noise_given_once(self) -> PrivacySettings:
+        if self.mechanism == "none":
+            return self
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError(
+                f"privacy.mechanism '{self.mechanism}' needs exactly one of "
+                "noise_multiplier and target_epsilon"
+            )
+        return self
+
+
 class OutputSettings(StrictModel):
     """What the run writes besides results.json/results.csv/report.md."""
 
@@ -324,6 +398,8 @@ class Scenario(StrictModel):
     merges: list[MergeSpec] = Field(default_factory=list)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     domains: list[DomainSpec] = Field(..., min_length=1)
 
