@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid
 
 from silorec.apps import protocol
 from silorec.apps.exchange import Exchange, NodeFailure
+from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
 from silorec.apps.records import record_to_weights, weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
@@ -43,6 +45,7 @@ from silorec.apps.run_config import (
     scenario_from_run_config,
 )
 from silorec.logs import get_logger
+from silorec.merging.base import MergeContext
 from silorec.merging.registry import merge as merge_models
 from silorec.models import (
     Weights,
@@ -66,6 +69,7 @@ from silorec.results import (
     write_run,
     write_text_atomic,
 )
+from silorec.runtime import resolve_device
 from silorec.scenario import Scenario
 
 log = get_logger("silorec.server")
@@ -109,7 +113,9 @@ class MergeServer:
         self.scenario_text = scenario_text
         self.run_dir = run_dir
         self.engine = engine
-        self.exchange = Exchange(grid)
+        # The server's side of the audit trail: every message sent, every reply received.
+        audit = AuditLog(run_dir / AUDIT_DIR / SERVER_AUDIT_LOG) if scenario.audit.enabled else None
+        self.exchange = Exchange(grid, audit)
         self.domains = {
             d.name: DomainState(d.name, "unseen" if d.unseen else "merged")
             for d in scenario.domains
@@ -366,27 +372,37 @@ class MergeServer:
             merged: dict[str, Weights] = {}
             for spec in self.scenario.merges:
                 label = spec.display_label
+                context = self._merge_context(order)
                 started = time.perf_counter()
                 try:
                     result = merge_models(
-                        spec.method, spec.params, base, finetuned, seed=self.scenario.seed
-                    )
+                        spec.method, spec.params, base, finetuned, seed=self.scenario.seed,
+                        context=context,
+                    )  # fmt: skip
                 except Exception as exc:  # noqa: BLE001 - one bad merge must not cost the others
                     self._fail("merge", f"{label}: {type(exc).__name__}: {exc}")
                     continue
                 merged[label] = to_numpy(result)
                 seconds = time.perf_counter() - started
-                self.merge_info.append(
-                    {
-                        "label": label,
-                        "method": spec.method,
-                        "params": spec.params,
-                        "domains": order,
-                        "seconds": round(seconds, 4),
-                    }
-                )
+                info = {"label": label, "method": spec.method, "params": spec.params,
+                        "domains": order, "seconds": round(seconds, 4)}  # fmt: skip
+                if context.diagnostics:
+                    info["diagnostics"] = context.diagnostics
+                self.merge_info.append(info)
                 log.info("merged %s (%.2f s)", label, seconds)
             return merged
+
+    def _merge_context(self, order: list[str]) -> MergeContext:
+        """What learned merges may use: the model and each domain's uploaded item
+        embeddings (training-free merges ignore it)."""
+        assert self.text_dim is not None
+        text_dim, settings = self.text_dim, self.scenario.model
+        return MergeContext(
+            item_inputs=[torch.from_numpy(self.item_embeddings[name]) for name in order],
+            build_model=lambda: build_model(settings, text_dim, seed=0),
+            device=resolve_device(self.scenario.train.device),
+            log=log.info,
+        )
 
     def evaluate(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
         """Evaluate every model on every usable domain; fills :attr:`rows`.

@@ -11,7 +11,7 @@ looked up by name in :mod:`.registry`::
 Nothing here imports Flower or code that reads interactions.
 """
 
-from silorec.merging.base import MergeMethod, MergeParams, register_method
+from silorec.merging.base import MergeContext, MergeMethod, MergeParams, register_method
 from silorec.merging.registry import available_methods, get_method, merge
 from silorec.merging.task_vectors import (
     Layout,
@@ -24,6 +24,7 @@ from silorec.merging.task_vectors import (
 
 __all__ = [
     "Layout",
+    "MergeContext",
     "MergeMethod",
     "MergeParams",
     "Weights",

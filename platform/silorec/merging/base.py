@@ -9,7 +9,7 @@ all and looks methods up. This module imports no method, so there is no cycle.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -30,15 +30,33 @@ class MergeParams(BaseModel):
 P = TypeVar("P", bound=MergeParams)
 
 
+@dataclass
+class MergeContext:
+    """What a *learned* merge needs beyond the weights: the model and, for each
+    fine-tuned model (same order), its domain's item inputs as the node uploaded them
+    (the catalogue's frozen text embeddings). Training-free methods never see it.
+
+    A method records what it learned (coefficients, loss curve) in ``diagnostics``.
+    """
+
+    item_inputs: Sequence[torch.Tensor]
+    build_model: Callable[[], torch.nn.Module]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    log: Callable[[str], None] | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class MergeMethod(Generic[P]):
-    """One registered merge method."""
+    """One registered merge method. ``needs_context`` methods (learned merges) are
+    called with a :class:`MergeContext` as well."""
 
     name: str
     params_model: type[P]
     summary: str
     function: Callable[..., Weights]
     reference: str = ""
+    needs_context: bool = False
 
     def validate_params(self, params: Mapping[str, Any] | BaseModel | None = None) -> P:
         """``params`` as this method's parameter model (a mapping is validated)."""
@@ -60,6 +78,7 @@ class MergeMethod(Generic[P]):
         params: Mapping[str, Any] | BaseModel | None = None,
         *,
         generator: torch.Generator,
+        context: MergeContext | None = None,
     ) -> Weights:
         """Merge ``finetuned`` (fine-tuned from ``base``) into one float32 model with
         the base model's parameter order. Randomised methods draw from ``generator``;
@@ -67,19 +86,36 @@ class MergeMethod(Generic[P]):
         build their task vectors with :func:`~silorec.merging.task_vectors.stack_task_vectors`,
         which checks)."""
         checked = self.validate_params(params)
-        return self.function(base, list(finetuned), checked, generator=generator)
+        if not self.needs_context:
+            return self.function(base, list(finetuned), checked, generator=generator)
+        if context is None:
+            raise ValueError(
+                f"merge method '{self.name}' learns its weights: it needs a MergeContext"
+            )
+        if len(context.item_inputs) != len(finetuned):
+            raise ValueError(
+                f"merge method '{self.name}': {len(context.item_inputs)} domains of item "
+                f"inputs for {len(finetuned)} fine-tuned models"
+            )
+        return self.function(base, list(finetuned), checked, generator=generator, context=context)
 
 
 _METHODS: dict[str, MergeMethod[Any]] = {}
 
 
 def register_method(
-    name: str, params_model: type[P], summary: str, reference: str = ""
+    name: str,
+    params_model: type[P],
+    summary: str,
+    reference: str = "",
+    *,
+    needs_context: bool = False,
 ) -> Callable[[Callable[..., Weights]], Callable[..., Weights]]:
     """Decorator: register the decorated function as merge method ``name``.
 
     The function keeps its own name and signature
-    ``(base, finetuned, params, *, generator) -> Weights``.
+    ``(base, finetuned, params, *, generator) -> Weights``, plus ``context`` (a
+    :class:`MergeContext`) for ``needs_context`` methods.
     """
     if not summary or "\n" in summary:
         raise ValueError(f"merge method '{name}' needs a one-line summary")
@@ -89,7 +125,9 @@ def register_method(
     def decorate(function: Callable[..., Weights]) -> Callable[..., Weights]:
         if name in _METHODS:
             raise ValueError(f"merge method '{name}' is registered twice")
-        _METHODS[name] = MergeMethod(name, params_model, summary, function, reference)
+        _METHODS[name] = MergeMethod(
+            name, params_model, summary, function, reference, needs_context
+        )
         return function
 
     return decorate

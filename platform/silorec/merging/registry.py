@@ -14,10 +14,17 @@ from typing import Any
 import torch
 
 import silorec.merging.methods  # noqa: F401  (registers the built-in methods)
-from silorec.merging.base import _METHODS, MergeMethod, register_method
+from silorec.merging.base import _METHODS, MergeContext, MergeMethod, register_method
 from silorec.merging.task_vectors import Weights
 
-__all__ = ["MergeMethod", "available_methods", "get_method", "merge", "register_method"]
+__all__ = [
+    "MergeContext",
+    "MergeMethod",
+    "available_methods",
+    "get_method",
+    "merge",
+    "register_method",
+]
 
 
 def available_methods() -> list[str]:
@@ -46,10 +53,13 @@ def merge(
     finetuned: Sequence[Weights],
     *,
     seed: int,
+    context: MergeContext | None = None,
 ) -> Weights:
     """Merge ``finetuned`` into one model with method ``method_name``: validates
     ``params`` (scenario spelling, e.g. ``{"lambda": 0.3}``) and draws any randomness
-    from a generator seeded with ``seed``."""
+    from a generator seeded with ``seed``. Learned methods also need ``context``."""
     method = get_method(method_name)
     generator = torch.Generator().manual_seed(seed)
-    return method.merge(base, finetuned, method.validate_params(params), generator=generator)
+    return method.merge(
+        base, finetuned, method.validate_params(params), generator=generator, context=context
+    )

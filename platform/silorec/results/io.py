@@ -47,6 +47,8 @@ REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
 BAR_PLOT = "recall10_by_domain.png"
 MATRIX_PLOT = "cross_domain_matrix.png"
+LAMBDA_PLOT = "merge_lambdas.png"
+LOSS_PLOT = "merge_loss.png"
 
 _FILE_MODE = 0o644
 

@@ -8,6 +8,9 @@ nothing for a user's notebook or GUI.
   domain (merged domains, unseen domains, then the means), legend outside.
 - ``cross_domain_matrix.png``: heatmap of the individual models (trained on) x
   domains (evaluated on), every cell annotated, in-domain cells outlined.
+- ``merge_lambdas.png`` (learned merges only): the learned λ per domain, per layer
+  group for layer-wise merges, against their starting value.
+- ``merge_loss.png`` (learned merges only): the optimisation's loss per step.
 
 Colours are fixed per kind of model, so every run's plots read alike: θ0 dark grey,
 FedAvg purple, individual models shades of blue, merges distinct warm/green colours
@@ -28,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.transforms import blended_transform_factory
 
-from silorec.results.io import BAR_PLOT, MATRIX_PLOT, write_bytes_atomic
+from silorec.results.io import BAR_PLOT, LAMBDA_PLOT, LOSS_PLOT, MATRIX_PLOT, write_bytes_atomic
 from silorec.results.schema import MEAN_MERGED, MEAN_UNSEEN, RunResults, metric_display
 
 DPI = 150
@@ -292,12 +295,74 @@ def figure_png(fig: Figure, *, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
+def learned_merges(results: RunResults) -> list[dict]:
+    """The merges that recorded learned coefficients, in run order."""
+    return [m for m in results.merges if (m.get("diagnostics") or {}).get("lambdas")]
+
+
+def lambdas_figure(results: RunResults) -> Figure | None:
+    """One panel per learned merge: λ per domain (bars), one bar group per layer
+    group, the starting λ as a dashed line."""
+    merges = learned_merges(results)
+    if not merges:
+        return None
+    fig = _new_figure(4.2 * len(merges), 3.4)
+    axes = fig.subplots(1, len(merges), squeeze=False)[0]
+    for ax, merge in zip(axes, merges, strict=True):
+        diag = merge["diagnostics"]
+        groups = list(diag["lambdas"])
+        domains = list(merge.get("domains") or [])
+        values = np.array([diag["lambdas"][g] for g in groups])  # [G, K]
+        width = 0.8 / max(values.shape[1], 1)
+        for k in range(values.shape[1]):
+            label = domains[k] if k < len(domains) else f"model {k}"
+            ax.bar(np.arange(len(groups)) + (k - (values.shape[1] - 1) / 2) * width,
+                   values[:, k], width, label=label)  # fmt: skip
+        start = diag["lambda_trajectory"][0]["lambdas"] if diag.get("lambda_trajectory") else None
+        if start:
+            ax.axhline(float(np.mean(list(start.values()))), ls="--", lw=1, c="grey",
+                       label="start")  # fmt: skip
+        ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+        ax.set_title(str(merge.get("label")), fontsize=8)
+        ax.set_ylabel("λ")
+        ax.legend(fontsize=7)
+    fig.suptitle("Learned merge coefficients per domain", fontsize=10)
+    return fig
+
+
+def merge_loss_figure(results: RunResults) -> Figure | None:
+    """The loss of every learned merge per optimisation step (raw and smoothed)."""
+    merges = learned_merges(results)
+    if not merges:
+        return None
+    fig = _new_figure(6.5, 3.4)
+    ax = fig.subplots()
+    for i, merge in enumerate(merges):
+        curve = np.asarray(merge["diagnostics"].get("loss_curve") or [], dtype=float)
+        if not len(curve):
+            continue
+        colour = MERGE_COLOURS[i % len(MERGE_COLOURS)]
+        steps = np.arange(1, len(curve) + 1)
+        ax.plot(steps, curve, c=colour, alpha=0.25, lw=0.8)
+        window = max(1, len(curve) // 25)
+        smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, c=colour, lw=1.6, label=str(merge.get("label")))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (per batch; bold: moving mean)")
+    ax.legend(fontsize=7)
+    ax.set_title("Learned merges: optimisation loss", fontsize=10)
+    return fig
+
+
 def render_plots(results: RunResults, *, dpi: int = DPI) -> dict[str, bytes | None]:
     """File name -> PNG bytes for every standard plot (None: nothing to plot).
-    Always test Recall@10, as the file names say."""
+    The result plots are of test Recall@10, as their file names say."""
     out: dict[str, bytes | None] = {}
     for name, build in ((BAR_PLOT, bar_figure), (MATRIX_PLOT, matrix_figure)):
         fig = build(results, "test", "recall@10")
+        out[name] = None if fig is None else figure_png(fig, dpi=dpi)
+    for name, build_learned in ((LAMBDA_PLOT, lambdas_figure), (LOSS_PLOT, merge_loss_figure)):
+        fig = build_learned(results)
         out[name] = None if fig is None else figure_png(fig, dpi=dpi)
     return out
 

@@ -412,7 +412,7 @@ def _full_metrics_section(r: RunResults) -> list[str]:
     return out
 
 
-def _merges_list_section(r: RunResults) -> list[str]:
+def _merges_list_section(r: RunResults, plots: Sequence[str] = ()) -> list[str]:
     out = ["## Merges", ""]
     if not r.merges:
         return out + ["No merge was run."]
@@ -432,7 +432,40 @@ def _merges_list_section(r: RunResults) -> list[str]:
                 fmt_seconds(m.get("seconds")),
             ]
         )
-    return out + [md_table(["label", "method", "parameters", "time"], rows, ["l", "l", "l", "r"])]
+    out.append(md_table(["label", "method", "parameters", "time"], rows, ["l", "l", "l", "r"]))
+    return out + _learned_section(r, plots)
+
+
+def _learned_section(r: RunResults, plots: Sequence[str]) -> list[str]:
+    """λ learned by each learned merge (per layer group and domain), its pseudo-users
+    and its loss, with the plots."""
+    learned = [m for m in r.merges if (m.get("diagnostics") or {}).get("lambdas")]
+    if not learned:
+        return []
+    out = ["", "### Learned merge coefficients", ""]
+    for m in learned:
+        diag = m["diagnostics"]
+        domains = list(m.get("domains") or [])
+        curve = diag.get("loss_curve") or []
+        counts = ", ".join(
+            f"{d} {n}" for d, n in zip(domains, diag.get("pseudo_users") or [], strict=False)
+        )
+        out += [
+            f"`{m.get('label')}`: {diag.get('granularity')}-wise λ from "
+            f"{diag.get('init')} task vectors; pseudo-users: {counts or DASH}; "
+            f"loss {fmt_value(curve[0]) if curve else DASH} → "
+            f"{fmt_value(curve[-1]) if curve else DASH} over {len(curve)} steps "
+            f"({fmt_seconds(diag.get('seconds'))}).",
+            "",
+        ]
+        rows = [[cell(group), *(fmt_value(v) for v in values)]
+                for group, values in diag["lambdas"].items()]  # fmt: skip
+        out += [md_table(["group", *domains], rows, ["l", *("r" * len(domains))]), ""]
+    for name in ("merge_lambdas.png", "merge_loss.png"):
+        shown = [p for p in plots if p.endswith(name)]
+        if shown:
+            out += [f"![{name}]({shown[0]})", ""]
+    return out
 
 
 def _nodes_section(r: RunResults) -> list[str]:
@@ -547,7 +580,7 @@ def render_report(results: RunResults, *, plots: Sequence[str] = ()) -> str:
             _full_metrics_section(r),
         ]
     sections += [
-        _merges_list_section(r),
+        _merges_list_section(r, plots),
         _nodes_section(r),
         _failures_section(r),
         _timings_section(r),

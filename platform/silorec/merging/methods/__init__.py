@@ -1,10 +1,20 @@
 """The built-in merge methods, one module each; importing this package registers them.
 
+Training-free: average, task_arithmetic, ties, dare. Learned (they need a
+:class:`~silorec.merging.base.MergeContext`): mergerec, adamerging.
+
 Each method is a few lines composing :mod:`silorec.merging.steps`. To add one, write a
 module here with a :class:`~silorec.merging.base.MergeParams` subclass and a function
 decorated with :func:`~silorec.merging.base.register_method`, and import it below.
 """
 
-from silorec.merging.methods import average, dare, task_arithmetic, ties
+from silorec.merging.methods import (
+    adamerging,
+    average,
+    dare,
+    mergerec,
+    task_arithmetic,
+    ties,
+)
 
-__all__ = ["average", "dare", "task_arithmetic", "ties"]
+__all__ = ["adamerging", "average", "dare", "mergerec", "task_arithmetic", "ties"]

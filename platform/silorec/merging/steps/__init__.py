@@ -6,12 +6,18 @@ stacked as rows of a ``[K, N]`` tensor:
 - consensus (across tasks): :func:`sign_consensus` = :func:`agreement_mask` with the
   :func:`elect_sign` (TIES);
 - combine (across tasks, ``[K, N]`` -> ``[N]``): :func:`combine_sum`,
-  :func:`combine_mean`, :func:`disjoint_mean`.
+  :func:`combine_mean`, :func:`disjoint_mean` (and its per-task
+  :func:`disjoint_contributions`).
 
 A merge method is a short composition of these (see :mod:`silorec.merging.methods`).
 """
 
-from silorec.merging.steps.combine import combine_mean, combine_sum, disjoint_mean
+from silorec.merging.steps.combine import (
+    combine_mean,
+    combine_sum,
+    disjoint_contributions,
+    disjoint_mean,
+)
 from silorec.merging.steps.consensus import agreement_mask, elect_sign, sign_consensus
 from silorec.merging.steps.sparsify import kept_count, magnitude_mask, magnitude_trim, random_drop
 
@@ -19,6 +25,7 @@ __all__ = [
     "agreement_mask",
     "combine_mean",
     "combine_sum",
+    "disjoint_contributions",
     "disjoint_mean",
     "elect_sign",
     "kept_count",

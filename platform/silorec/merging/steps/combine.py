@@ -21,6 +21,17 @@ def combine_mean(task_vectors: torch.Tensor) -> torch.Tensor:
     return task_vectors.mean(dim=0)
 
 
+def disjoint_contributions(task_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each task's share of the TIES disjoint mean, ``[K, N]``: its selected non-zero
+    entries divided by how many tasks are selected there (0 elsewhere). Summed over
+    tasks this is :func:`disjoint_mean`; kept per task it is the TIES initialisation
+    of learned merges (MergeRec scales each task's share by its own λ).
+    """
+    selected = mask & (task_vectors != 0)
+    count = selected.sum(dim=0, dtype=task_vectors.dtype).clamp(min=1)
+    return torch.where(selected, task_vectors, 0.0) / count
+
+
 def disjoint_mean(task_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """TIES "disjoint merge": per coordinate, the mean over the tasks whose entry is
     selected by ``mask`` (usually :func:`~silorec.merging.steps.sign_consensus`) and
@@ -29,7 +40,4 @@ def disjoint_mean(task_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     Yadav et al., "TIES-Merging: Resolving Interference When Merging Models",
     NeurIPS 2023, arXiv:2306.01708.
     """
-    selected = mask & (task_vectors != 0)
-    total = torch.where(selected, task_vectors, 0.0).sum(dim=0)
-    count = selected.sum(dim=0, dtype=task_vectors.dtype).clamp(min=1)
-    return total / count
+    return disjoint_contributions(task_vectors, mask).sum(dim=0)
