@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from silorec.merging import MergeParams, available_methods, get_method, merge, register_method
 from silorec.merging.base import _METHODS
 
-BUILTIN = ["average", "dare", "task_arithmetic", "ties"]
+BUILTIN = ["adamerging", "average", "dare", "mergerec", "task_arithmetic", "ties"]
 
 
 def models() -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -32,7 +32,7 @@ def test_builtin_methods_are_available_and_described() -> None:
 
 
 def test_unknown_method_lists_the_available_ones() -> None:
-    with pytest.raises(ValueError, match="average, dare, task_arithmetic, ties") as info:
+    with pytest.raises(ValueError, match="adamerging, average, dare, mergerec, task_arithmetic, ties") as info:
         get_method("tie")
     assert "did you mean 'ties'" in str(info.value)
     with pytest.raises(ValueError, match="unknown merge method"):
@@ -144,7 +144,7 @@ def test_scenario_merge_spec_validates_through_the_registry() -> None:
     MergeSpec.model_validate({"method": "dare", "combine": "ties", "drop_rate": 0.5})
     with pytest.raises(ValueError, match="lamda"):
         MergeSpec.model_validate({"method": "task_arithmetic", "lamda": 0.3})
-    with pytest.raises(ValueError, match="available: average, dare"):
+    with pytest.raises(ValueError, match="available: adamerging, average, dare"):
         MergeSpec.model_validate({"method": "fisher"})
 
 
