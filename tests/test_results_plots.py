@@ -92,13 +92,13 @@ def test_nothing_to_plot_gives_none() -> None:
     empty = RunResults(run_id="e", scenario_name="e")
     assert bar_figure(empty) is None
     assert matrix_figure(empty) is None
-    assert render_plots(empty) == {"recall10_by_domain.png": None, "cross_domain_matrix.png": None}
+    nothing = dict.fromkeys(
+        ["recall10_by_domain.png", "cross_domain_matrix.png", "merge_lambdas.png", "merge_loss.png"]
+    )
+    assert render_plots(empty) == nothing
     only_valid = example_results()
     only_valid.rows = [r for r in only_valid.rows if r.split == "valid"]
-    assert render_plots(only_valid) == {
-        "recall10_by_domain.png": None,
-        "cross_domain_matrix.png": None,
-    }
+    assert render_plots(only_valid) == nothing
     assert bar_figure(only_valid, split="valid") is not None
 
 
@@ -146,3 +146,20 @@ def test_plotting_never_touches_pyplot_or_a_display(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "recall10_by_domain.png").is_file()
+
+
+def test_learned_merges_get_lambda_and_loss_plots() -> None:
+    from silorec.results.plots import lambdas_figure, merge_loss_figure
+
+    results = example_results()
+    assert lambdas_figure(results) is None and merge_loss_figure(results) is None
+    results.merges.append({
+        "label": "mergerec", "method": "mergerec", "params": {}, "domains": ["a", "b"],
+        "diagnostics": {"granularity": "layer", "init": "ties", "groups": ["layer 0", "others"],
+                        "lambdas": {"layer 0": [0.9, 1.1], "others": [1.0, 0.8]},
+                        "loss_curve": [3.0, 2.5, 2.0, 1.9],
+                        "lambda_trajectory": [{"step": 0, "lambdas": {"layer 0": [1.0, 1.0]}}]},
+    })  # fmt: skip
+    pngs = render_plots(results)
+    for name in ("merge_lambdas.png", "merge_loss.png"):
+        assert pngs[name] is not None and pngs[name].startswith(b"\x89PNG")
