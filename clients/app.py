@@ -2,7 +2,8 @@
 
 Which domain this node holds comes from its node config (deployment:
 ``--node-config 'domain="beauty" data-dir="/data/beauty"'``) or from its partition id
-mapped through the scenario (simulation and the in-process engine).
+mapped through the scenario (simulation and the in-process engine). Every reply is
+judged by the wire policy and logged (:mod:`silorec.apps.mods`) before it leaves.
 """
 
 from pathlib import Path
@@ -11,10 +12,14 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from silorec.apps import client as node
+from silorec.apps.mods import WireGuard
 
 APP_DIR = Path(__file__).resolve().parents[1]
 
-app = ClientApp()
+# Outermost the audit trail (logs what actually leaves), inside it the wire policy
+# (blocks a reply that breaks the allow-list or carries interaction data).
+wire = WireGuard(APP_DIR)
+app = ClientApp(mods=[wire.audit_mod, wire.policy_mod])
 
 
 @app.query("describe")

@@ -4,6 +4,10 @@ Every exchange goes through :class:`Exchange`, which counts payload bytes per no
 both directions, maps each reply (or SuperLink-made error reply) back to the message
 it answers, and turns error replies and missing replies into failure reasons. The
 server's workflow then never handles Flower messages directly.
+
+With an :class:`~silorec.audit.log.AuditLog` it also writes the server's side of the
+audit trail: one line per message sent and per reply received (late ones included),
+described exactly as the nodes describe their replies, for ``silorec audit``.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
+from silorec.apps.payload import log_entry
 from silorec.apps.records import payload_bytes
+from silorec.audit.log import AuditLog, now_utc
 
 #: Extra lifetime of a message beyond the round's timeout, so a slow reply that
 #: arrives just in time is still valid.
@@ -34,8 +40,9 @@ class NodeFailure:
 class Exchange:
     """Sends rounds of messages through a Flower ``Grid`` and accounts for them."""
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: Grid, audit: AuditLog | None = None) -> None:
         self.grid = grid
+        self.audit = audit
         self.bytes_sent: Counter[int] = Counter()
         self.bytes_received: Counter[int] = Counter()
 
@@ -70,12 +77,15 @@ class Exchange:
                 content, node_id, message_type, ttl=timeout + TTL_MARGIN_S, group_id=group
             )
             self.bytes_sent[node_id] += payload_bytes(content)
+        sent_at = now_utc()
         replies = self.grid.send_and_receive(list(messages.values()), timeout=timeout)
         # Message ids are assigned when the messages are pushed.
         by_message_id = {m.metadata.message_id: node for node, m in messages.items()}
+        self._log_sent(messages, sent_at)
         outcome: dict[int, RecordDict | NodeFailure] = {}
         for reply in replies:
             node_id = by_message_id.get(reply.metadata.reply_to_message_id)
+            self._log_received(reply, node_id)
             if node_id is None:
                 continue  # a late reply to an earlier round
             if reply.has_error():
@@ -87,3 +97,17 @@ class Exchange:
         for node_id in messages:
             outcome.setdefault(node_id, NodeFailure(node_id, f"no reply within {timeout:g} s"))
         return outcome
+
+    def _log_sent(self, messages: Mapping[int, Message], sent_at: str) -> None:
+        if self.audit is None:
+            return
+        for node_id, message in messages.items():
+            entry = log_entry(message, "sent", node_id=node_id)
+            self.audit.append(replace(entry, time=sent_at))
+
+    def _log_received(self, reply: Message, node_id: int | None) -> None:
+        """Log a reply under the node it came from (a late reply has no round to
+        map it to: its sender's id is used)."""
+        if self.audit is not None:
+            sender = reply.metadata.src_node_id if node_id is None else node_id
+            self.audit.append(log_entry(reply, "received", node_id=sender))

@@ -1,0 +1,286 @@
+"""The wire policy: a fail-closed allow-list of what a domain node's reply may hold.
+
+Per message type of :mod:`silorec.apps.protocol`:
+
+- describe: ``info`` {domain: str, unseen: bool} and ``metrics`` (float scalars);
+- train: ``info`` {domain}, ``weights`` (exactly the model's own parameters: names,
+  shapes, float32), ``item_embeddings`` {"text": float32 [n_items, text_dim]} and
+  ``metrics`` (float scalars);
+- evaluate: ``info`` {domain}, one ``result:<label>`` metric record per model, keyed
+  ``<split>/<metric>``, and ``pairs``: paired-comparison sums keyed
+  ``<split>/<metric>/<i>/<j>/<statistic>``.
+
+Anything else is a violation. The policy judges a :class:`PayloadInfo` (no data, no
+Flower), so the node applies it before sending, ``silorec audit`` replays it on the
+logs, and a deployment can preview it. What is *missing* from a reply is not the
+policy's business (nothing leaks by absence): the merge server rejects incomplete
+uploads itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from silorec.apps import protocol
+from silorec.audit.payload import NUMPY_STYPE, ArrayInfo, PayloadInfo, RecordInfo
+from silorec.audit.verdict import Violation
+
+#: Parameter name -> (shape, dtype), as :func:`silorec.models.model_weight_spec` gives.
+WeightSpec = Mapping[str, tuple[tuple[int, ...], str]]
+
+FLOAT32 = "float32"
+#: Evaluate metric keys: ``<split>/<metric>`` with the scenario's split names.
+RESULT_KEY = re.compile(r"^(valid|test)/[a-z][a-z0-9_@.]*$")
+#: Paired-comparison keys: ``<split>/<metric>/<model i>/<model j>/<statistic>``.
+PAIR_KEY = re.compile(
+    rf"^(valid|test)/[a-z][a-z0-9_@.]*/\d+/\d+/({'|'.join(protocol.PAIR_STATS)})$"
+)
+
+
+@dataclass(frozen=True)
+class WireExpectations:
+    """What this node's replies must match: its domain, the model's parameters, and the
+    catalogue size and text dimension (``None`` when not known, e.g. a node that
+    never described itself; then that dimension is not checked)."""
+
+    domain: str
+    weights: WeightSpec
+    n_items: int | None = None
+    text_dim: int | None = None
+
+
+RecordRule = Callable[[RecordInfo, WireExpectations], list[Violation]]
+
+
+def check_reply(
+    message_type: str, payload: PayloadInfo, expected: WireExpectations
+) -> list[Violation]:
+    """Every way ``payload``, a reply to a ``message_type`` message, breaks the policy
+    (empty: it may be sent)."""
+    rules = _RULES.get(message_type)
+    violations: list[Violation] = []
+    for record in payload.records:
+        rule = None if rules is None else _rule_for(rules, record.name)
+        if rule is None:
+            violations.append(_unexpected_record(record, message_type))
+            violations.extend(_non_float_arrays(record))
+        else:
+            violations.extend(rule(record, expected))
+    return violations
+
+
+def _rule_for(rules: Mapping[str, RecordRule], name: str) -> RecordRule | None:
+    if name in rules:
+        return rules[name]
+    if name.startswith(protocol.RESULT_PREFIX) and f"{protocol.RESULT_PREFIX}*" in rules:
+        return rules[f"{protocol.RESULT_PREFIX}*"]
+    return None
+
+
+# -- records --------------------------------------------------------------------
+
+
+def _kind_is(record: RecordInfo, kind: str) -> list[Violation]:
+    if record.kind == kind:
+        return []
+    return [
+        Violation(
+            "type", f"record '{record.name}'", f"is a {record.kind} record, expected kind '{kind}'"
+        )
+    ]
+
+
+def _info(allowed: Mapping[str, type]) -> RecordRule:
+    """``info``: only the keys in ``allowed``, with their types; ``domain`` must be
+    the node's own domain (the only string a node sends)."""
+
+    def rule(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+        violations = _kind_is(record, "config")
+        for key, value in record.entries.items():
+            where = f"config '{record.name}' key '{key}'"
+            if key not in allowed:
+                violations.append(
+                    Violation("allow-list", where, f"is not allowed ({_value_kind(value)})")
+                )
+            elif type(value) is not allowed[key]:
+                violations.append(
+                    Violation(
+                        "type", where, f"is {_value_kind(value)}, expected {allowed[key].__name__}"
+                    )
+                )
+            elif key == "domain" and value != expected.domain:
+                violations.append(
+                    Violation("value", where, f"is not this node's domain '{expected.domain}'")
+                )
+        return violations
+
+    return rule
+
+
+def _scalar_metrics(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """Metrics: float scalars only (no lists, no integers: the apps send floats)."""
+    violations = _kind_is(record, "metric")
+    for key, value in record.entries.items():
+        if type(value) is not float:
+            violations.append(
+                Violation(
+                    "type",
+                    f"metric '{record.name}' key '{key}'",
+                    f"is {_value_kind(value)}, only float scalars may leave",
+                )
+            )
+    return violations
+
+
+def _keyed_metrics(pattern: re.Pattern[str], form: str) -> RecordRule:
+    """Float scalars whose keys match ``pattern`` (described as ``form``)."""
+
+    def rule(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+        violations = _scalar_metrics(record, expected)
+        for key in record.entries:
+            if not pattern.match(key):
+                violations.append(
+                    Violation(
+                        "allow-list",
+                        f"metric '{record.name}' key '{key}'",
+                        f"is not of the form {form}",
+                    )
+                )
+        return violations
+
+    return rule
+
+
+def _weights(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """Exactly the model's own parameters: known names, their shapes, their dtype."""
+    violations = _kind_is(record, "array")
+    for array in record.arrays:
+        where = f"array '{record.name}/{array.name}'"
+        spec = expected.weights.get(array.name)
+        if spec is None:
+            violations.append(
+                Violation(
+                    "allow-list", where, f"is not a parameter of the model ({_array_kind(array)})"
+                )
+            )
+            violations.extend(_non_float(array, where))
+            continue
+        shape, dtype = spec
+        violations.extend(_array_matches(array, where, shape, dtype))
+    return violations
+
+
+def _item_embeddings(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """One float32 array ``text`` of shape [n_items, text_dim]: the catalogue's text
+    embeddings, no identifiers."""
+    violations = _kind_is(record, "array")
+    for array in record.arrays:
+        where = f"array '{record.name}/{array.name}'"
+        if array.name != protocol.ITEM_EMBEDDINGS_ARRAY:
+            violations.append(
+                Violation("allow-list", where, f"is not allowed ({_array_kind(array)})")
+            )
+            violations.extend(_non_float(array, where))
+            continue
+        rows = expected.n_items if expected.n_items is not None else _dim(array, 0)
+        columns = expected.text_dim if expected.text_dim is not None else _dim(array, 1)
+        violations.extend(_array_matches(array, where, (rows, columns), FLOAT32))
+    return violations
+
+
+_RULES: dict[str, dict[str, RecordRule]] = {
+    protocol.DESCRIBE: {
+        protocol.INFO: _info({"domain": str, "unseen": bool}),
+        protocol.METRICS: _scalar_metrics,
+    },
+    protocol.TRAIN: {
+        protocol.INFO: _info({"domain": str}),
+        protocol.WEIGHTS: _weights,
+        protocol.ITEM_EMBEDDINGS: _item_embeddings,
+        protocol.METRICS: _scalar_metrics,
+    },
+    protocol.EVALUATE: {
+        protocol.INFO: _info({"domain": str}),
+        f"{protocol.RESULT_PREFIX}*": _keyed_metrics(RESULT_KEY, "<split>/<metric>"),
+        # Sums over users of per-user metric differences between two models.
+        protocol.PAIRS: _keyed_metrics(PAIR_KEY, "<split>/<metric>/<i>/<j>/<statistic>"),
+    },
+}
+
+
+# -- pieces -----------------------------------------------------------------------
+
+
+def _unexpected_record(record: RecordInfo, message_type: str) -> Violation:
+    if record.kind == "array":
+        content = ", ".join(f"'{a.name}' {_array_kind(a)}" for a in record.arrays) or "empty"
+    else:
+        content = ", ".join(f"'{k}' {_value_kind(v)}" for k, v in record.entries.items())
+    return Violation(
+        "allow-list",
+        f"record '{record.name}'",
+        f"({record.kind}: {content or 'empty'}) is not allowed in a '{message_type}' reply",
+    )
+
+
+def _non_float_arrays(record: RecordInfo) -> list[Violation]:
+    return [v for a in record.arrays for v in _non_float(a, f"array '{record.name}/{a.name}'")]
+
+
+def _non_float(array: ArrayInfo, where: str) -> list[Violation]:
+    """Detector (a): integer, boolean, string or opaque arrays never leave a node."""
+    if array.stype != NUMPY_STYPE:
+        return [Violation("type", where, f"is opaque '{array.stype}' data, not a numpy array")]
+    if not _is_float(array.dtype):
+        return [
+            Violation(
+                "type",
+                where,
+                f"is {array.dtype}: integer, boolean and text arrays never leave a node",
+            )
+        ]
+    return []
+
+
+def _array_matches(
+    array: ArrayInfo, where: str, shape: tuple[int | None, ...], dtype: str
+) -> list[Violation]:
+    type_problems = _non_float(array, where)
+    if type_problems:
+        return type_problems
+    if array.dtype != dtype:
+        return [Violation("type", where, f"is {array.dtype}, expected {dtype}")]
+    if len(array.shape) != len(shape) or any(
+        want is not None and have != want for have, want in zip(array.shape, shape, strict=False)
+    ):
+        wanted = "[" + ", ".join("?" if n is None else str(n) for n in shape) + "]"
+        return [Violation("shape", where, f"has shape {list(array.shape)}, expected {wanted}")]
+    return []
+
+
+def _is_float(dtype: str) -> bool:
+    """``float32`` etc., or a float in foreign byte order (``>f4``)."""
+    return dtype.startswith("float") or dtype[1:2] == "f"
+
+
+def _dim(array: ArrayInfo, axis: int) -> int | None:
+    return array.shape[axis] if len(array.shape) > axis else None
+
+
+def _array_kind(array: ArrayInfo) -> str:
+    return f"{array.dtype} {list(array.shape)}"
+
+
+def _value_kind(value: Any) -> str:
+    """A value's type and size, never the value itself."""
+    if isinstance(value, dict):
+        return f"bytes ({value.get('bytes', value.get('size', '?'))} bytes)"
+    if isinstance(value, str):
+        return f"str ({len(value.encode())} bytes)"
+    if isinstance(value, list):
+        kinds = sorted({type(v).__name__ if not isinstance(v, dict) else "bytes" for v in value})
+        return f"list[{'|'.join(kinds) or 'empty'}] ({len(value)} values)"
+    return type(value).__name__

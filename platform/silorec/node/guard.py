@@ -1,0 +1,180 @@
+"""The node's guard: the wire policy plus the leakage detectors, applied to every
+reply before it may leave (node side: it knows the domain's data).
+
+- the wire policy (:mod:`silorec.audit.policy`) with this node's expectations: its
+  domain, the model's parameters, its catalogue size and text dimension; its type
+  rules are detector (a): no integer or boolean arrays, no strings or bytes beyond
+  the allow-list;
+- detector (b), a byte scan of every array, string, bytes value, key and name for
+  runs of local users' item ids and for raw user and item identifiers;
+- detector (c), canary users planted in the training data, searched the same way.
+
+A reply with any violation is blocked by the caller (:mod:`silorec.apps.mods`).
+Everything here is free of Flower, so a deployment can preview a reply with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from silorec.audit.payload import Payload, PayloadInfo, describe
+from silorec.audit.policy import WireExpectations, check_reply
+from silorec.audit.verdict import Verdict, Violation
+from silorec.data.domain import DomainData
+from silorec.models import model_weight_spec
+from silorec.node.canaries import Canaries
+from silorec.node.leakage import RUN, IdentifierScanner, SequenceScanner
+from silorec.scenario.schema import Scenario
+
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class DomainScanners:
+    """Detectors (b) and (c) for one domain: its users' item runs and identifiers,
+    and those of its canaries, reported apart."""
+
+    sequences: SequenceScanner
+    identifiers: IdentifierScanner
+
+    @classmethod
+    def for_domain(
+        cls, domain: DomainData, canaries: Canaries, min_identifier_length: int
+    ) -> DomainScanners:
+        """Scanners for ``domain`` (canaries may already be planted in it)."""
+        canary_ids = set(canaries.user_ids)
+        real = [u for u, name in enumerate(domain.user_ids) if name not in canary_ids]
+        sequences = SequenceScanner(
+            domain.n_items,
+            {"user": [domain.sequence(u) for u in real], "canary": canaries.sequences},
+        )
+        identifiers = IdentifierScanner(
+            {
+                "user": [domain.user_ids[u] for u in real],
+                "item": domain.items.ids,
+                "canary": canaries.user_ids,
+            },
+            min_identifier_length,
+        )
+        return cls(sequences, identifiers)
+
+    def scan(self, where: str, data: bytes | np.ndarray) -> list[Violation]:
+        """Item runs and identifiers in ``data``, as violations located at ``where``."""
+        buffer = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+        violations = []
+        for hit in self.sequences.scan(buffer):
+            rule = "canary" if hit.group == "canary" else "sequence"
+            violations.append(
+                Violation(
+                    rule,
+                    where,
+                    f"{hit.runs} run(s) of {RUN} consecutive "
+                    f"item ids of {hit.group} sequences as {hit.encoding} "
+                    f"(first at byte {hit.offset})",
+                )
+            )
+        for found in self.identifiers.scan(buffer):
+            rule = "canary" if found.kind == "canary" else "identifier"
+            violations.append(
+                Violation(rule, where, f"{found.count} raw {found.kind} identifier(s)")
+            )
+        return violations
+
+    def scan_text(self, where: str, text: str) -> list[Violation]:
+        return self.scan(where, text.encode("utf-8"))
+
+    def scan_payload(self, payload: Payload) -> list[Violation]:
+        """Every array's bytes, every string, bytes value and number list, every key
+        and name of ``payload``."""
+        return [v for where, data in _pieces(payload) for v in self.scan(where, data)]
+
+    def redact(self, text: str) -> tuple[str, int]:
+        """``text`` with identifiers replaced, and how many were."""
+        return self.identifiers.redact(text, REDACTED)
+
+
+class NodeGuard:
+    """Judges a node's replies: the wire policy with this node's expectations, then
+    the detectors. Violation texts are redacted (a hostile key may be an identifier)."""
+
+    def __init__(self, expectations: WireExpectations, scanners: DomainScanners) -> None:
+        self.expectations = expectations
+        self.scanners = scanners
+
+    @classmethod
+    def for_node(
+        cls, scenario: Scenario, domain: DomainData, text_dim: int, scanners: DomainScanners
+    ) -> NodeGuard:
+        """The guard of a node holding ``domain`` with ``text_dim``-sized embeddings."""
+        expectations = WireExpectations(
+            domain=domain.name,
+            weights=model_weight_spec(scenario.model, text_dim),
+            n_items=domain.n_items,
+            text_dim=text_dim,
+        )
+        return cls(expectations, scanners)
+
+    def inspect(
+        self, message_type: str, payload: Payload, info: PayloadInfo | None = None
+    ) -> Verdict:
+        """The verdict on ``payload`` as a reply to a ``message_type`` message
+        (``info``: its description, when the caller already has it)."""
+        started = time.perf_counter()
+        info = info or describe(payload)
+        found = check_reply(message_type, info, self.expectations)
+        found += self.scanners.scan_payload(payload)
+        violations = tuple(self._redacted(v) for v in found)
+        blocked = None
+        if violations:
+            blocked = describe(payload, withhold_values=True, redact=self.redact_text)
+        return Verdict(violations, blocked, scan_seconds=time.perf_counter() - started)
+
+    def redact(self, text: str) -> tuple[str, int]:
+        """``text`` with identifiers replaced, and how many were."""
+        return self.scanners.redact(text)
+
+    def redact_text(self, text: str) -> str:
+        return self.redact(text)[0]
+
+    def _redacted(self, violation: Violation) -> Violation:
+        return replace(
+            violation,
+            where=self.redact_text(violation.where),
+            detail=self.redact_text(violation.detail),
+        )
+
+
+def _pieces(payload: Payload) -> Iterator[tuple[str, bytes | np.ndarray]]:
+    """``(where, bytes)`` for everything in ``payload`` that could hide data."""
+    for record in payload.records:
+        yield f"record name '{record.name}'", record.name.encode()
+        for name, array in record.arrays.items():
+            where = f"array '{record.name}/{name}'"
+            yield f"{where} (name)", name.encode()
+            yield where, array.buffer
+        for key, value in record.entries.items():
+            where = f"{record.kind} '{record.name}' key '{key}'"
+            yield f"{where} (name)", key.encode()
+            data = _value_bytes(value)
+            if data:
+                yield where, data
+
+
+def _value_bytes(value: object) -> bytes:
+    """The bytes of a config/metric value worth scanning: text, bytes, number lists.
+    A lone number carries too little to hold a run of item ids."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list) and value:
+        if all(isinstance(v, bool | int) for v in value):
+            return np.asarray(value, dtype=np.int64).tobytes()
+        if all(isinstance(v, int | float) for v in value):
+            return np.asarray(value, dtype=np.float64).tobytes()
+        return b"\0".join(_value_bytes(v) for v in value)
+    return b""
