@@ -82,9 +82,14 @@ def test_only_merged_domains_upload_models(tiny_run: Path) -> None:
         assert nodes[name].bytes_sent > 9 * model_bytes
         assert nodes[name].bytes_received > model_bytes
         assert nodes[name].info["n_items"] == 40
-    # The unseen node never trains: it uploads metrics only.
-    assert nodes["delta"].bytes_received < model_bytes / 4
+    # The unseen node never trains: it uploads metrics only (the server's audit log
+    # shows every record it received from that node).
+    assert nodes["delta"].bytes_received < model_bytes
     assert nodes["delta"].role == "unseen"
+    received = [json.loads(line) for line in (tiny_run / "audit" / "server.jsonl").read_text().splitlines()]
+    from_delta = [e for e in received if e.get("node_id") == nodes["delta"].node_id
+                  and e.get("event") == "received"]  # fmt: skip
+    assert from_delta and all(r["kind"] != "array" for e in from_delta for r in e["records"])
     assert results.base == {"init": "seeded", "seed": 0}
     assert [m["label"] for m in results.merges] == MERGES
     assert all(m["domains"] == MERGED for m in results.merges)
@@ -221,17 +226,17 @@ def test_too_few_models_fails_the_run_but_keeps_what_was_measured(tmp_path: Path
 def test_a_slow_node_times_out_and_the_others_carry_on(tmp_path: Path) -> None:
     import time
 
-    scenario = tiny_variant(tmp_path, ("train_timeout_s = 60", "train_timeout_s = 2"))
+    scenario = tiny_variant(tmp_path, ("train_timeout_s = 60", "train_timeout_s = 8"))
     app = real_client()
 
     def slow(message: Message, context: Context) -> Message:
-        time.sleep(4)
+        time.sleep(10)  # the others need well under 8 s each, even on a busy machine
         return app(message, context)
 
     results = load_run(run_with_client(scenario, tmp_path / "run", on(0, protocol.TRAIN, slow)))
     assert results.status == "completed"
     (failure,) = results.failures
-    assert failure.domain == "alpha" and "no reply within 2 s" in failure.reason
+    assert failure.domain == "alpha" and "no reply within 8 s" in failure.reason
     assert all(m["domains"] == ["beta", "gamma"] for m in results.merges)
 
 

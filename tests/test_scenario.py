@@ -168,6 +168,50 @@ def test_ks_must_include_10_and_are_sorted() -> None:
     assert scenario.evaluation.ks == [5, 10, 50]
 
 
+@pytest.mark.parametrize(
+    ("privacy", "expected"),
+    [
+        ('mechanism = "dp-sgd"\n', "needs exactly one of noise_multiplier and target_epsilon"),
+        (
+            'mechanism = "gaussian"\nnoise_multiplier = 1.0\ntarget_epsilon = 2.0\n',
+            "needs exactly one of noise_multiplier and target_epsilon",
+        ),
+        ("target_epsilon = 2.0\n", "privacy.target_epsilon needs a mechanism"),
+        ("budget_epsilon = 2.0\n", "privacy.budget_epsilon needs a mechanism"),
+        (
+            'mechanism = "dp-sgd"\ntarget_epsilon = 8.0\nbudget_epsilon = 4.0\n',
+            "privacy.target_epsilon (8) exceeds privacy.budget_epsilon (4)",
+        ),
+        ("mia_holdout_fraction = 0.5\n", "privacy.mia_holdout_fraction: Input should be less"),
+    ],
+    ids=[
+        "no-noise",
+        "both",
+        "target-without-mechanism",
+        "budget-without-mechanism",
+        "target-over-budget",
+        "holdout-too-large",
+    ],  # fmt: skip
+)
+def test_privacy_settings_must_be_consistent(privacy: str, expected: str) -> None:
+    assert expected in error_of(scenario_text(f"[privacy]\n{privacy}"))
+
+
+def test_privacy_defaults_and_a_valid_dp_section() -> None:
+    default = parse_scenario_text(scenario_text(), "t").privacy
+    assert default.mechanism == "none" and default.budget_epsilon is None
+    assert not default.membership_inference
+    privacy = parse_scenario_text(
+        scenario_text(
+            '[privacy]\nmechanism = "dp-sgd"\ntarget_epsilon = 4.0\nbudget_epsilon = 4.0\n'
+            "membership_inference = true\n"
+        ),
+        "t",
+    ).privacy
+    assert (privacy.target_epsilon, privacy.budget_epsilon) == (4.0, 4.0)
+    assert privacy.max_grad_norm == 1.0 and privacy.mia_holdout_fraction == 0.1
+
+
 # -- merges ------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@
 ``silorec simulate``  a scenario through Flower's simulation engine (``flwr run .``)
 ``silorec scenario``  check or show scenario files
 ``silorec data``      dataset statistics and preparation (node side)
+``silorec node``      a data owner's check of its domain node before it joins
 ``silorec report``    re-render report.md and plots from a run's results.json
+``silorec audit``     audit what left each domain node in a run (PASS/FAIL)
 
 Exit codes: 0 success, 1 the run failed (its run directory says why), 2 bad input.
 """
@@ -81,12 +83,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from silorec.engine.project import find_project
 
     project = find_project(args.project)
+    if args.seeds:
+        return _run_seeds(args, project)
     try:
         run_dir = run_inprocess(args.scenario, project, out=args.out, out_parent=args.runs_dir)
     except RunFailed as exc:
         _report_failure(str(exc), exc.run_dir)
         return EXIT_FAILED
     _print_summary(run_dir)
+    return EXIT_OK
+
+
+def _run_seeds(args: argparse.Namespace, project) -> int:  # noqa: ANN001
+    """One run per seed in ``<out>/seed-<s>/``, then ``summary.md/json/csv`` in ``<out>``."""
+    from silorec.engine.local import RunFailed, run_inprocess
+    from silorec.results import load_run, new_run_dir
+    from silorec.results.seeds import write_summary
+    from silorec.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario, [project.root])
+    folder = (
+        args.out.resolve() if args.out else new_run_dir(args.runs_dir, f"{scenario.name}-seeds")
+    )
+    runs, failed = [], False
+    for seed in args.seeds:
+        try:
+            run_dir = run_inprocess(args.scenario, project, out=folder / f"seed-{seed}", seed=seed)
+        except RunFailed as exc:
+            _report_failure(f"seed {seed}: {exc}", exc.run_dir)
+            failed = True
+            continue
+        runs.append(load_run(run_dir))
+    if runs:
+        for path in write_summary(runs, folder):
+            print(path)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from silorec.results import load_run
+    from silorec.results.seeds import write_summary
+
+    for path in write_summary([load_run(d) for d in args.run_dirs], args.out):
+        print(path)
     return EXIT_OK
 
 
@@ -137,6 +176,45 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from silorec.audit import AuditLogError, audit_run, write_report
+    from silorec.node.replay import local_scanners  # the detectors need the domains' data
+
+    if not args.run_dir.is_dir():
+        _error(f"{args.run_dir}: no such run directory")
+        return EXIT_BAD_INPUT
+    try:
+        report = audit_run(args.run_dir, args.node_logs, scanners=local_scanners)
+    except AuditLogError as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    paths = write_report(report)
+    fails = [f for f in report.findings if f.severity == "fail"]
+    print(
+        f"audit {'PASS' if report.passed else 'FAIL'}: {len(report.nodes)} node(s), "
+        f"{len(fails)} failure(s), {len(report.findings) - len(fails)} warning(s)"
+    )
+    for finding in fails:
+        print(f"  - {finding.check}, {finding.where}: {finding.message}")
+    print(f"report: {paths[0]}")
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _cmd_node_check(args: argparse.Namespace) -> int:
+    """A dry run of this node on its own data folder: statistics, then every reply it
+    would send (no values) as its wire guard judged it; exit 1 if one would not go."""
+    from silorec.engine.dry_run import dry_run_node
+    from silorec.engine.project import find_project
+    from silorec.node.check import check_target, domain_statistics, format_report, passed
+
+    project = find_project(args.project)
+    target = check_target(args.data, args.domain, args.scenario)
+    prepared = domain_statistics(target)
+    run = dry_run_node(target, project)
+    print(format_report(target, prepared, run.replies, run.failure))
+    return EXIT_OK if passed(run.replies, run.failure) else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``silorec`` command."""
     from silorec import __version__
@@ -152,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a scenario in this process (no Ray)")
     _add_run_arguments(run)
+    run.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run once per seed (in OUT/seed-<s>/) and summarise mean ± std and paired "
+        "tests over seeds in OUT/summary.md",
+    )
     run.set_defaults(func=_cmd_run)
 
     simulate = commands.add_parser(
@@ -179,10 +264,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_cli.register(commands)
 
+    node = commands.add_parser("node", help="a domain node's own tools (data owner side)")
+    node_commands = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    node_check = node_commands.add_parser(
+        "check", help="check a domain folder; show exactly what this node would send"
+    )
+    node_check.add_argument("--data", type=Path, required=True, metavar="DIR",
+                            help="the domain's data folder (the node's data-dir)")  # fmt: skip
+    node_check.add_argument("--domain", required=True, metavar="NAME",
+                            help="the domain the node serves (its node-config domain)")  # fmt: skip
+    node_check.add_argument(
+        "--scenario", metavar="FILE",
+        help="the federation's scenario (default: silorec's defaults, generic format)",
+    )  # fmt: skip
+    node_check.add_argument(
+        "--project", type=Path, help="the Flower app project (default: nearest with pyproject.toml)"
+    )
+    node_check.set_defaults(func=_cmd_node_check)
+
+    summary = commands.add_parser("summary", help="summarise runs of one scenario over seeds")
+    summary.add_argument("run_dirs", type=Path, nargs="+")
+    summary.add_argument("--out", type=Path, required=True, help="folder for summary.*")
+    summary.set_defaults(func=_cmd_summary)
+
     report = commands.add_parser("report", help="re-render report.md and plots of a run")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--no-plots", action="store_true")
     report.set_defaults(func=_cmd_report)
+
+    audit = commands.add_parser(
+        "audit", help="audit what left each domain node in a run; exit 1 on FAIL"
+    )
+    audit.add_argument("run_dir", type=Path)
+    audit.add_argument(
+        "--node-logs",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR_OR_FILE",
+        help="node audit logs collected elsewhere (deployment), instead of RUN_DIR/audit/",
+    )
+    audit.set_defaults(func=_cmd_audit)
     return parser
 
 

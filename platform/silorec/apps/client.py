@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from itertools import combinations
 from pathlib import Path
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
@@ -16,6 +17,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from silorec.apps import protocol
 from silorec.apps.records import metrics_record, record_to_weights, weights_to_record
 from silorec.apps.run_config import scenario_from_run_config
+from silorec.evaluation.metrics import per_user_metrics
+from silorec.evaluation.paired import PAIRED_METRICS, PairedSums
+from silorec.evaluation.protocol import EvalResult
 from silorec.logs import get_logger
 from silorec.node import DomainNode, assign_domain
 
@@ -47,10 +51,14 @@ def node_for(context: Context, app_dir: Path) -> DomainNode:
 
 
 def describe(message: Message, context: Context, app_dir: Path) -> Message:
-    """Prepare the domain (import, subsample, embed item texts) and report sizes."""
+    """Prepare the domain (import, subsample, embed item texts) and report sizes. An
+    unseen domain also reports its privacy ledger (it never uploads, so this is its
+    only chance to say its ε)."""
     node = node_for(context, app_dir)
     log.info("node %s: preparing domain '%s'", context.node_id, node.name)
     stats = node.describe()
+    if node.spec.unseen:
+        stats.update(node.privacy_report(ledger_dir(context)))
     info = ConfigRecord({"domain": node.name, "unseen": node.spec.unseen})
     log.info(
         "node %s: domain '%s' ready: %d users, %d items (%.1f s)",
@@ -79,9 +87,11 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
         weights,
         epochs=epochs,
         early_stopping=bool(config[protocol.EARLY_STOPPING]),
-        label=phase,
+        label=message.metadata.group_id or phase,
+        ledger_dir=ledger_dir(context),
+        run=str(context.run_id),
     )
-    metrics = outcome.report.scalars()
+    metrics = outcome.metrics
     log.info(
         "node %s: %s on '%s' done: %d epochs, best valid NDCG@10 %s, %.1f s",
         context.node_id,
@@ -123,7 +133,36 @@ def evaluate(message: Message, context: Context, app_dir: Path) -> Message:
             values[f"{prefix}n_users"] = float(result.n_users)
             values.update({f"{prefix}{name}": v for name, v in result.metrics.items()})
         content[f"{protocol.RESULT_PREFIX}{label}"] = metrics_record(values)
+    labels = list(message.content[protocol.CONFIG][protocol.LABELS])
+    content[protocol.PAIRS] = metrics_record(
+        _pair_sums(results, labels, node.scenario.evaluation.ks)
+    )
     return Message(content, reply_to=message)
+
+
+def _pair_sums(
+    results: dict[str, dict[str, EvalResult]], labels: list[str], ks: list[int]
+) -> dict[str, float]:
+    """n, Σd, Σd² of per-user differences for every pair of models, split and headline
+    metric: aggregates only, never a per-user value."""
+    out: dict[str, float] = {}
+    for split in next(iter(results.values())):
+        per_user = {label: per_user_metrics(results[label][split].ranks, ks) for label in labels}
+        for metric in PAIRED_METRICS:
+            for i, j in combinations(range(len(labels)), 2):
+                sums = PairedSums.of(per_user[labels[i]][metric], per_user[labels[j]][metric])
+                for stat, value in zip(protocol.PAIR_STATS, (sums.n, sums.total, sums.total_sq),
+                                       strict=True):  # fmt: skip
+                    out[protocol.pair_key(split, metric, i, j, stat)] = float(value)
+    return out
+
+
+def ledger_dir(context: Context) -> Path:
+    """Where this node keeps its privacy ledger: beside its audit log."""
+    # Imported here: the audit mods import this module (for ``node_for``).
+    from silorec.apps.mods import node_log_dir
+
+    return node_log_dir(context)
 
 
 def _fmt(value: float | None) -> str:

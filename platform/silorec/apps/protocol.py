@@ -1,16 +1,18 @@
 """The wire protocol between the merge server and domain nodes: message types and
-record names. Both sides import this module and nothing else of each other."""
+record names. Both sides import this module and nothing else of each other.
+
+It stays free of Flower (message types are Flower's ``MessageType`` values spelled
+out) so that the audit, which judges replies against this protocol, is too.
+"""
 
 from __future__ import annotations
 
-from flwr.app import MessageType
-
 #: Query: prepare the domain and report sizes (answers "which domain are you?").
-DESCRIBE = f"{MessageType.QUERY}.describe"
+DESCRIBE = "query.describe"
 #: Train from the sent weights; reply with new weights, item embeddings, metrics.
-TRAIN = MessageType.TRAIN
+TRAIN = "train"
 #: Evaluate every sent model; reply with metrics only.
-EVALUATE = MessageType.EVALUATE
+EVALUATE = "evaluate"
 
 # Record names inside a message's RecordDict.
 CONFIG = "config"  # ConfigRecord: instructions (server -> node)
@@ -21,12 +23,23 @@ ITEM_EMBEDDINGS_ARRAY = "text"
 METRICS = "metrics"  # MetricRecord: scalars
 MODEL_PREFIX = "model:"  # evaluate request: one ArrayRecord per model label
 RESULT_PREFIX = "result:"  # evaluate reply: one MetricRecord per model label
+PAIRS = "pairs"  # evaluate reply: paired-comparison sums, see pair_key()
 
 # Keys of the train instruction (CONFIG).
 PHASE = "phase"  # "fedavg" or "finetune"
 EPOCHS = "epochs"  # 0 = the scenario's train.epochs
 EARLY_STOPPING = "early-stopping"
 SPLITS = "splits"  # evaluate: which leave-one-out splits
+LABELS = "labels"  # evaluate: the models' labels, in the order pair indices refer to
 
 #: Evaluate replies name metrics "<split>/<metric>", e.g. "test/recall@10".
 SPLIT_SEPARATOR = "/"
+
+#: Statistics of a paired comparison (see silorec.evaluation.paired.PairedSums).
+PAIR_STATS = ("n", "sum", "sumsq")
+
+
+def pair_key(split: str, metric: str, first: int, second: int, stat: str) -> str:
+    """Key of one paired statistic in the PAIRS record: models by their index in the
+    request's LABELS (labels may contain any character)."""
+    return f"{split}/{metric}/{first}/{second}/{stat}"

@@ -13,6 +13,7 @@ SCENARIO = "scenario"  # path (relative to cwd or the app folder), builtin:NAME,
 OUT_DIR = "out-dir"  # parent folder of run directories
 RUN_DIR = "run-dir"  # exact run directory ("" = a new one under out-dir)
 ENGINE = "engine"  # how the run is executed, recorded in results
+SEED = "seed"  # overrides the scenario's seeds (run, training, θ0) when >= 0
 
 #: Context-state record where the ServerApp leaves facts for whoever started it
 #: (the in-process engine reads the run directory from it).
@@ -23,9 +24,14 @@ STATE_RUN_DIR = "run_dir"
 def scenario_from_run_config(
     run_config: Mapping[str, Any], app_dir: Path
 ) -> tuple[Scenario, str, str]:
-    """Load the run's scenario: ``(scenario, toml_text, source)``.
+    """Load the run's scenario: ``(scenario, toml_text, source)``, with the run
+    config's ``seed`` applied (both apps read it, so nodes and server agree).
 
     Relative paths are tried against the working directory, then the app folder (a
     Flower app bundle installed under ``$FLWR_HOME/apps`` carries ``scenarios/``).
     """
-    return load_scenario_with_text(str(run_config.get(SCENARIO, "")), [app_dir])
+    scenario, text, source = load_scenario_with_text(str(run_config.get(SCENARIO, "")), [app_dir])
+    seed = int(run_config.get(SEED, -1))
+    if seed >= 0:
+        scenario = scenario.with_seed(seed)
+    return scenario, text, source

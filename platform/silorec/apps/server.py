@@ -17,6 +17,7 @@ malformed (wrong names or shapes, NaN/Inf) is rejected with its reason.
 
 from __future__ import annotations
 
+import io
 import logging
 import platform
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,6 @@ from flwr.serverapp import Grid
 
 from silorec.apps import protocol
 from silorec.apps.exchange import Exchange, NodeFailure
-from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
 from silorec.apps.records import record_to_weights, weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
@@ -44,6 +45,8 @@ from silorec.apps.run_config import (
     STATE_RUN_DIR,
     scenario_from_run_config,
 )
+from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
+from silorec.evaluation.paired import PAIRED_METRICS
 from silorec.logs import get_logger
 from silorec.merging.base import MergeContext
 from silorec.merging.registry import merge as merge_models
@@ -59,6 +62,7 @@ from silorec.models import (
 )
 from silorec.results import (
     BASE_LABEL,
+    FEDAVG_LABEL,
     Failure,
     NodeRecord,
     ResultRow,
@@ -66,16 +70,20 @@ from silorec.results import (
     individual_label,
     new_run_dir,
     now_iso,
+    write_bytes_atomic,
+    write_json_atomic,
     write_run,
     write_text_atomic,
 )
 from silorec.runtime import resolve_device
 from silorec.scenario import Scenario
+from silorec.scenario.schema import slugify
 
 log = get_logger("silorec.server")
 
 SERVER_LOG = "server.log"
 SCENARIO_COPY = "scenario.toml"
+MODELS_DIR = "models"
 
 
 class RunAborted(RuntimeError):
@@ -123,8 +131,10 @@ class MergeServer:
         self.failures: list[Failure] = []
         self.timings: dict[str, float] = {}
         self.base_info: dict[str, Any] = {}
+        self.baseline_info: dict[str, Any] = {}
         self.merge_info: list[dict[str, Any]] = []
         self.rows: list[ResultRow] = []
+        self.paired: list[dict[str, Any]] = []
         self.text_dim: int | None = None
         self.item_embeddings: dict[str, np.ndarray] = {}
         self.started_at = now_iso()
@@ -254,23 +264,54 @@ class MergeServer:
             theta = get_weights(build_model(self.scenario.model, self.text_dim, settings.seed))
             self.base_info = {"init": settings.init, "seed": settings.seed}
             if settings.init == "fedavg":
-                theta = self._fedavg(theta)
+                theta, rounds = self._fedavg(
+                    theta, settings.fedavg_rounds, settings.fedavg_local_epochs, "warm-up"
+                )
+                self.base_info.update(
+                    {"fedavg_rounds": settings.fedavg_rounds,
+                     "fedavg_local_epochs": settings.fedavg_local_epochs, "rounds": rounds}
+                )  # fmt: skip
             return theta
 
-    def _fedavg(self, theta: Weights) -> Weights:
-        settings = self.scenario.base
-        rounds: list[dict[str, Any]] = []
-        for round_number in range(1, settings.fedavg_rounds + 1):
-            log.info("FedAvg round %d/%d", round_number, settings.fedavg_rounds)
-            replies = self._train_round(
-                theta,
-                "fedavg",
-                settings.fedavg_local_epochs,
-                early_stopping=False,
-                group=f"fedavg-{round_number}",
+    def fedavg_baseline(self, theta0: Weights) -> Weights | None:
+        """FedAvg from θ0 for the scenario's rounds, as a reference model; its rounds
+        and the bytes it moved are recorded."""
+        settings = self.scenario.baselines
+        if settings.fedavg_rounds == 0:
+            return None
+        with self._phase("fedavg"):
+            sent, received = (
+                sum(self.exchange.bytes_sent.values()),
+                sum(self.exchange.bytes_received.values()),
             )
+            try:
+                theta, rounds = self._fedavg(
+                    theta0, settings.fedavg_rounds, settings.fedavg_local_epochs, "fedavg"
+                )
+            except RunAborted as exc:
+                self._fail("fedavg", str(exc))
+                return None
+            self.baseline_info["fedavg"] = {
+                "rounds": settings.fedavg_rounds,
+                "local_epochs": settings.fedavg_local_epochs,
+                "bytes_sent": sum(self.exchange.bytes_sent.values()) - sent,
+                "bytes_received": sum(self.exchange.bytes_received.values()) - received,
+                "per_round": rounds,
+            }
+            return theta
+
+    def _fedavg(
+        self, theta: Weights, rounds: int, local_epochs: int, label: str
+    ) -> tuple[Weights, list[dict[str, Any]]]:
+        """``rounds`` FedAvg rounds from ``theta``: each merged domain trains
+        ``local_epochs`` epochs, the server averages weighted by training sequences."""
+        history: list[dict[str, Any]] = []
+        for round_number in range(1, rounds + 1):
+            log.info("FedAvg (%s) round %d/%d", label, round_number, rounds)
+            replies = self._train_round(theta, "fedavg", local_epochs, early_stopping=False,
+                                        group=f"{label}-{round_number}")  # fmt: skip
             if not replies:
-                raise RunAborted(f"FedAvg round {round_number}: no domain model came back")
+                raise RunAborted(f"FedAvg ({label}) round {round_number}: no model came back")
             sizes = {
                 d: float(r[protocol.METRICS]["n_train_sequences"]) for d, (_, r) in replies.items()
             }
@@ -281,17 +322,10 @@ class MergeServer:
                 )
                 for name in theta
             }
-            rounds.append(
+            history.append(
                 {"round": round_number, "domains": sorted(replies), "train_sequences": sizes}
             )
-        self.base_info.update(
-            {
-                "fedavg_rounds": settings.fedavg_rounds,
-                "fedavg_local_epochs": settings.fedavg_local_epochs,
-                "rounds": rounds,
-            }
-        )
-        return theta
+        return theta, history
 
     def _train_round(
         self, theta: Weights, phase: str, epochs: int, *, early_stopping: bool, group: str
@@ -411,7 +445,10 @@ class MergeServer:
         """
         with self._phase("evaluate"):
             splits = list(self.scenario.evaluation.splits)
-            content = RecordDict({protocol.CONFIG: ConfigRecord({protocol.SPLITS: splits})})
+            labels = list(models)
+            content = RecordDict(
+                {protocol.CONFIG: ConfigRecord({protocol.SPLITS: splits, protocol.LABELS: labels})}
+            )
             for label, (_, _, weights) in models.items():
                 content[f"{protocol.MODEL_PREFIX}{label}"] = weights_to_record(weights)
             replies = self._round(
@@ -423,6 +460,7 @@ class MergeServer:
             )
             for domain, reply in replies.items():
                 self._collect_rows(domain, reply, models, splits)
+                self._collect_pairs(domain, reply, labels, splits)
 
     def _collect_rows(
         self,
@@ -458,6 +496,24 @@ class MergeServer:
                     )
                 )
 
+    def _collect_pairs(
+        self, domain: str, reply: RecordDict, labels: list[str], splits: list[str]
+    ) -> None:
+        """Paired-comparison sums of every pair of models (see evaluation.paired)."""
+        record = reply.metric_records.get(protocol.PAIRS)
+        if record is None:
+            return
+        for split in splits:
+            for metric in PAIRED_METRICS:
+                for i, j in combinations(range(len(labels)), 2):
+                    stats = [record.get(protocol.pair_key(split, metric, i, j, s))
+                             for s in protocol.PAIR_STATS]  # fmt: skip
+                    if any(v is None for v in stats):
+                        continue
+                    self.paired.append({"domain": domain, "split": split, "metric": metric,
+                                        "a": labels[i], "b": labels[j], "n": int(stats[0]),
+                                        "sum": float(stats[1]), "sumsq": float(stats[2])})  # fmt: skip
+
     # -- the whole run ---------------------------------------------------------
 
     def run(self) -> RunResults:
@@ -479,6 +535,11 @@ class MergeServer:
                 status, merged = "failed", {}
             for label, weights in merged.items():
                 models[label] = ("merge", None, weights)
+            fedavg = self.fedavg_baseline(theta0)
+            if fedavg is not None:
+                models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
+            if self.scenario.output.save_models:
+                self._save_models(models)
             self.evaluate(models)
         except RunAborted as exc:
             self._fail("run", str(exc))
@@ -490,6 +551,18 @@ class MergeServer:
         results = self._results(status)
         self._write(results)
         return results
+
+    def _save_models(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
+        """``models/<n>.npz`` per model plus ``models/index.json`` (label, kind,
+        source, file), each written atomically."""
+        index = []
+        for number, (label, (kind, source, weights)) in enumerate(models.items()):
+            buffer = io.BytesIO()
+            np.savez(buffer, **weights)
+            name = f"{number:02d}-{slugify(label)}.npz"
+            write_bytes_atomic(self.run_dir / MODELS_DIR / name, buffer.getvalue())
+            index.append({"label": label, "kind": kind, "source": source, "file": name})
+        write_json_atomic(self.run_dir / MODELS_DIR / "index.json", index)
 
     def _results(self, status: str) -> RunResults:
         return RunResults(
@@ -524,6 +597,8 @@ class MergeServer:
             failures=self.failures,
             merges=self.merge_info,
             base=self.base_info,
+            baselines=self.baseline_info,
+            paired=self.paired,
             rows=self.rows,
         )
 

@@ -10,12 +10,15 @@ from silorec.apps.run_config import (
     OUT_DIR,
     RUN_DIR,
     SCENARIO,
+    SEED,
     STATE_RECORD,
     STATE_RUN_DIR,
 )
 from silorec.data.prepare import resolve_source
 from silorec.engine.inprocess import ServerAppFailed, run_apps, state_value
+from silorec.engine.oracle import add_joint_oracle
 from silorec.engine.project import FlowerProject
+from silorec.results import new_run_dir
 from silorec.scenario import Scenario, load_scenario_with_text
 
 
@@ -25,6 +28,7 @@ def run_inprocess(
     *,
     out: Path | None = None,
     out_parent: Path | None = None,
+    seed: int | None = None,
 ) -> Path:
     """Run a scenario in this process; returns its run directory.
 
@@ -32,16 +36,26 @@ def run_inprocess(
     (here all nodes live in this process, so a missing dataset is the user's to fix
     now, not a node failure to record). ``out`` is the exact run
     directory (must be empty or absent); otherwise a new one is made under
-    ``out_parent`` (default ``runs/`` in the working directory).
+    ``out_parent`` (default ``runs/`` in the working directory). ``seed`` replaces the
+    scenario's seeds (see ``Scenario.with_seed``).
     """
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
-    check_data_sources(scenario, Path(source).parent if Path(source).is_file() else project.root)
+    if seed is not None:
+        scenario = scenario.with_seed(seed)
+    base_dir = Path(source).parent if Path(source).is_file() else project.root
+    check_data_sources(scenario, base_dir)
+    # Made here rather than by the server so that the nodes, in this process too, know
+    # it: their audit logs go to its audit/ folder.
+    exact_dir = (
+        out.resolve() if out else new_run_dir((out_parent or Path("runs")).resolve(), scenario.name)
+    )
     run_config = {
         **project.run_config,
         SCENARIO: source,
         ENGINE: "inprocess",
-        RUN_DIR: str(out.resolve()) if out else "",
-        OUT_DIR: str((out_parent or Path("runs")).resolve()),
+        RUN_DIR: str(exact_dir),
+        OUT_DIR: str(exact_dir.parent),
+        SEED: -1 if seed is None else seed,
     }
     try:
         context = run_apps(
@@ -56,6 +70,8 @@ def run_inprocess(
     run_dir = state_value(context, STATE_RECORD, STATE_RUN_DIR)
     if run_dir is None:
         raise RunFailed("the ServerApp finished without reporting a run directory", None)
+    if scenario.baselines.joint:
+        add_joint_oracle(Path(str(run_dir)), scenario, base_dir)
     return Path(str(run_dir))
 
 

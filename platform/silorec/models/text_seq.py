@@ -112,6 +112,31 @@ class TextSeqRec(nn.Module):
             for _ in range(settings.layers)
         )
         self.final_norm = nn.LayerNorm(settings.dim)
+        if settings.init == "identity":
+            self._start_as_text_similarity()
+
+    def _start_as_text_similarity(self) -> None:
+        """Make the untrained model rank items by text similarity to the last item.
+
+        The adaptor becomes a (semi-)orthogonal projection, which keeps cosines between
+        text embeddings (exactly when ``dim`` equals the text size); every transformer
+        block starts as the identity (its residual branches end in zero weights); the
+        position signal starts at zero. The last state is then the last item's own
+        representation, up to layer norms. Fine-tuning moves away from there, and
+        task vectors stay small relative to a base that is already useful: the regime
+        in which merging is known to work.
+        """
+        if not isinstance(self.adaptor.layers, nn.Linear):
+            raise ValueError("model.init 'identity' needs model.adaptor 'linear'")
+        with torch.no_grad():
+            nn.init.orthogonal_(self.adaptor.layers.weight)
+            self.adaptor.layers.bias.zero_()
+            self.recency.weight.zero_()
+            for block in self.blocks:
+                block.attention.out.weight.zero_()
+                block.attention.out.bias.zero_()
+                block.feed_forward[-1].weight.zero_()
+                block.feed_forward[-1].bias.zero_()
 
     @property
     def temperature(self) -> float:

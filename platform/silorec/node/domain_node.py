@@ -2,14 +2,16 @@
 its item texts, fine-tune a model from given weights, evaluate given models.
 
 Raw interactions stay inside this object. What leaves it is weights, the catalogue's
-text embeddings (no identifiers) and scalar metrics.
+text embeddings (no identifiers) and scalar metrics. With differential privacy
+(:mod:`silorec.node.privacy`) every upload is accounted in the domain's privacy ledger
+before it leaves, and refused when it would exceed the budget.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -20,19 +22,27 @@ from silorec.data.cache import resolve_cache_dir
 from silorec.data.prepare import PreparedDomain, prepare_domain
 from silorec.evaluation.protocol import EvalResult, evaluate, evaluation_users
 from silorec.models import TextSeqRec, Weights, build_model, get_weights, set_weights
+from silorec.node.canaries import Canaries, canaries_for, plant_canaries
+from silorec.node.guard import DomainScanners, NodeGuard
+from silorec.node.privacy import NodePrivacy, ReleasePlan, audit_scalars, ledger_scalars
+from silorec.privacy import PrivacyLedger, Release, ledger_path
+from silorec.results import now_iso
 from silorec.runtime import resolve_device, set_threads
 from silorec.scenario.schema import DomainSpec, Scenario
 from silorec.text import embed_texts, make_encoder
 from silorec.training import FineTuneReport, fine_tune
+from silorec.training.dp_finetune import DpSgdParams, dp_fine_tune
 
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """What a node sends back after local training."""
+    """What a node sends back after local training: the released weights (with DP,
+    the private ones), the catalogue embeddings and the reply's scalar metrics."""
 
     weights: Weights
     item_embeddings: np.ndarray
     report: FineTuneReport
+    metrics: dict[str, float]
 
 
 class DomainNode:
@@ -53,6 +63,7 @@ class DomainNode:
         self.cache_dir = resolve_cache_dir(scenario.data.cache_dir, base_dir)
         self.device = resolve_device(scenario.train.device)
         self.preparation_seconds = 0.0
+        self.canaries = Canaries([], [])  # the planted canary users, once data is prepared
         set_threads(scenario.train.threads)
 
     @property
@@ -61,7 +72,8 @@ class DomainNode:
 
     @cached_property
     def prepared(self) -> PreparedDomain:
-        """The domain after import and subsampling (cached on disk across runs)."""
+        """The domain after import and subsampling (cached on disk across runs), with
+        the audit's canary users planted in it."""
         started = time.perf_counter()
         prepared = prepare_domain(
             self.spec,
@@ -70,8 +82,30 @@ class DomainNode:
             cache_dir=self.cache_dir,
             base_dir=self.base_dir,
         )
+        self.canaries = canaries_for(self.scenario, prepared.domain)
+        prepared = replace(prepared, domain=plant_canaries(prepared.domain, self.canaries))
         self.preparation_seconds += time.perf_counter() - started
         return prepared
+
+    @property
+    def data_ready(self) -> bool:
+        """Whether the domain's data is loaded (checked without loading it)."""
+        return "prepared" in self.__dict__
+
+    @cached_property
+    def scanners(self) -> DomainScanners:
+        """Leakage detectors over this domain's users, items and canaries (they need
+        the data only: an error reason can be redacted before embeddings exist)."""
+        return DomainScanners.for_domain(
+            self.prepared.domain, self.canaries, self.scenario.audit.min_identifier_length
+        )
+
+    @cached_property
+    def guard(self) -> NodeGuard:
+        """The wire policy and leakage detectors every reply of this node must pass."""
+        return NodeGuard.for_node(
+            self.scenario, self.prepared.domain, self.item_embeddings.shape[1], self.scanners
+        )
 
     @cached_property
     def item_embeddings(self) -> np.ndarray:
@@ -107,12 +141,70 @@ class DomainNode:
         set_weights(model, weights)
         return model.to(self.device)
 
+    @cached_property
+    def privacy(self) -> NodePrivacy:
+        """Membership split, noise calibration and release of this domain."""
+        return NodePrivacy(self.scenario, self.prepared.domain)
+
+    def ledger(self, directory: Path) -> PrivacyLedger:
+        """This domain's privacy ledger in the node's audit folder ``directory``."""
+        return PrivacyLedger.open(ledger_path(directory, self.name), self.name, self.privacy.delta)
+
+    def privacy_report(self, ledger_dir: Path) -> dict[str, float]:
+        """The ledger's ε so far, as scalars (what an unseen domain reports)."""
+        return ledger_scalars(self.ledger(ledger_dir))
+
     def train(
-        self, weights: Weights, *, epochs: int | None, early_stopping: bool, label: str
+        self,
+        weights: Weights,
+        *,
+        epochs: int | None,
+        early_stopping: bool,
+        label: str,
+        ledger_dir: Path,
+        run: str,
     ) -> TrainOutcome:
-        """Fine-tune from ``weights`` on this domain; returns the new weights."""
+        """Fine-tune from ``weights`` on this domain; returns the weights to upload.
+
+        The upload's privacy cost is known before training: if it would take the
+        ledger over ``privacy.budget_epsilon`` this raises
+        :class:`~silorec.privacy.PrivacyBudgetExceeded` and nothing is trained. The
+        release is recorded in the ledger before the weights are returned.
+        """
+        epochs = self.scenario.train.epochs if epochs is None else epochs
+        plan = self.privacy.plan(epochs)
+        ledger = self.ledger(ledger_dir)
+        release = Release(run, label, plan.mechanism, plan.gaussian, now_iso())
+        ledger.check_budget(release, self.scenario.privacy.budget_epsilon)
         model = self._model(weights)
-        report = fine_tune(
+        report = self._fit(model, plan, epochs, early_stopping, label)
+        released = self.privacy.release(plan, weights, get_weights(model))
+        ledger.record(release)
+        metrics = self.privacy.reply_scalars(plan, report.scalars(), ledger)
+        if self.privacy.membership is not None:
+            audit = self.privacy.membership_audit(
+                self._model(released), self._text_tensor, self.scenario.evaluation.batch_size
+            )
+            metrics.update(audit_scalars(audit))
+        return TrainOutcome(released, self.item_embeddings, report, metrics)
+
+    def _fit(
+        self, model: TextSeqRec, plan: ReleasePlan, epochs: int, early_stopping: bool, label: str
+    ) -> FineTuneReport:
+        """Train ``model`` in place: DP-SGD (fixed epochs) or the usual fine-tuning,
+        on the users training may see."""
+        if plan.schedule is not None:
+            return dp_fine_tune(
+                model,
+                self.prepared.domain,
+                self._text_tensor,
+                self.scenario.train,
+                DpSgdParams(plan.noise_multiplier, self.scenario.privacy.max_grad_norm),
+                epochs=epochs,
+                users=self.privacy.training_users,
+                label=label,
+            )
+        return fine_tune(
             model,
             self.prepared.domain,
             self._text_tensor,
@@ -121,8 +213,8 @@ class DomainNode:
             epochs=epochs,
             early_stopping=early_stopping,
             label=label,
+            users=self.privacy.training_users,
         )
-        return TrainOutcome(get_weights(model), self.item_embeddings, report)
 
     def evaluate(
         self, models: Mapping[str, Weights], splits: Sequence[str]

@@ -25,10 +25,13 @@ import math
 
 import pandas as pd
 
-from silorec.results.schema import RunResults
+from silorec.evaluation.paired import PairedSums, paired_t_test
+from silorec.results.schema import MEAN_MERGED, RunResults
 
 #: ``domain`` of the summary row of each merge (not a valid domain name, so no clash).
 MEAN_ROW = "(mean)"
+#: ``domain`` of a paired test pooling the users of all merged domains.
+POOLED_ROW = "(merged)"
 _EPS = 1e-12
 
 
@@ -122,17 +125,25 @@ def unseen_transfer(
     results: RunResults, split: str = "test", metric: str = "recall@10"
 ) -> pd.DataFrame:
     """One row per unseen domain: ``theta0``, the best single source model
-    (``best_source``, ``best_individual``), then one column per merge (its value)."""
+    (``best_source``, ``best_individual``), then one column per merge (its value).
+
+    The best single source is chosen on the validation split (never on test), then
+    reported on ``split``."""
     base = results.base_model()
     individuals = results.individual_models()
     merges = results.models("merge")
     records: list[dict[str, object]] = []
     for domain in results.domains("unseen"):
-        best_source, best = None, math.nan
+        best_source, best, chosen_on = None, math.nan, -math.inf
         for source, label in individuals.items():
-            v = results.value(label, domain, split, metric)
-            if v is not None and (math.isnan(best) or v > best):
-                best_source, best = source, v
+            on_valid = results.value(label, domain, "valid", metric)
+            selection = (
+                on_valid if on_valid is not None else results.value(label, domain, split, metric)
+            )
+            if selection is not None and selection > chosen_on:
+                value = results.value(label, domain, split, metric)
+                best_source, chosen_on = source, selection
+                best = math.nan if value is None else value
         t0 = results.value(base, domain, split, metric) if base else None
         rec: dict[str, object] = {
             "domain": domain,
@@ -146,3 +157,47 @@ def unseen_transfer(
         records.append(rec)
     columns = ["domain", "theta0", "best_source", "best_individual", *merges]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def best_training_free_merge(results: RunResults, metric: str = "recall@10") -> str | None:
+    """The training-free merge (no learned coefficients) with the best mean over the
+    merged domains on the *validation* split: the reference a learned merge must beat,
+    chosen without looking at test."""
+    learned = {
+        m.get("label") for m in results.merges if (m.get("diagnostics") or {}).get("lambdas")
+    }
+    candidates = [m for m in results.models("merge") if m not in learned]
+    if not candidates:
+        return None
+    table = results.table("valid", metric, models=candidates)
+    if MEAN_MERGED not in table:
+        return None
+    means = table[MEAN_MERGED].dropna()
+    return None if means.empty else str(means.idxmax())
+
+
+def paired_comparisons(
+    results: RunResults, reference: str, split: str = "test", metric: str = "recall@10"
+) -> pd.DataFrame:
+    """Every other model against ``reference`` by paired t-tests over users: one row
+    per model and merged domain, plus ``(merged)`` pooling the merged domains' users.
+    Columns: model, domain, n, mean_diff (model − reference), p."""
+    sums: dict[tuple[str, str], PairedSums] = {}
+    merged = set(results.domains("merged"))
+    for entry in results.paired:
+        if entry["split"] != split or entry["metric"] != metric or entry["domain"] not in merged:
+            continue
+        if reference not in (entry["a"], entry["b"]):
+            continue
+        sign = 1.0 if entry["a"] != reference else -1.0
+        other = entry["a"] if sign > 0 else entry["b"]
+        domain_sums = PairedSums(int(entry["n"]), sign * float(entry["sum"]), float(entry["sumsq"]))
+        sums[(other, entry["domain"])] = domain_sums
+        pooled = sums.get((other, POOLED_ROW))
+        sums[(other, POOLED_ROW)] = domain_sums if pooled is None else pooled + domain_sums
+    records = []
+    for (model, domain), s in sums.items():
+        test = paired_t_test(s)
+        records.append({"model": model, "domain": domain, "n": test.n,
+                        "mean_diff": test.mean_diff, "p": test.p})  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=["model", "domain", "n", "mean_diff", "p"])

@@ -38,6 +38,7 @@ DPI = 150
 
 BASE_COLOUR = "#4d4d4d"
 FEDAVG_COLOUR = "#8c6bb1"
+ORACLE_COLOUR = "#bdbdbd"  # hatched: the Joint oracle breaks isolation
 MERGE_COLOURS = (
     "#ff7f0e",  # orange
     "#2ca02c",  # green
@@ -68,6 +69,8 @@ def model_styles(results: RunResults) -> dict[str, tuple[str, str]]:
             styles[model] = (BASE_COLOUR, "")
         elif kind == "fedavg":
             styles[model] = (FEDAVG_COLOUR, "")
+        elif kind == "oracle":
+            styles[model] = (ORACLE_COLOUR, "xx")
         elif kind == "individual":
             i = individuals.index(model)
             shade = 0.45 if n_ind == 1 else 0.35 + 0.5 * i / (n_ind - 1)

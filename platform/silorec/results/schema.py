@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-Kind = Literal["base", "individual", "merge", "fedavg"]
+Kind = Literal["base", "individual", "merge", "fedavg", "oracle"]
 Role = Literal["merged", "unseen"]
 Split = Literal["valid", "test"]
 NodeStatus = Literal["ok", "failed", "rejected"]
@@ -59,7 +59,7 @@ FEDAVG_LABEL = "fedavg"
 INDIVIDUAL_PREFIX = "individual:"
 
 #: Order in which kinds are listed in tables and plots.
-KIND_ORDER: tuple[str, ...] = ("base", "fedavg", "individual", "merge")
+KIND_ORDER: tuple[str, ...] = ("base", "fedavg", "individual", "merge", "oracle")
 SPLIT_ORDER: tuple[str, ...] = ("valid", "test")
 ROLE_ORDER: tuple[str, ...] = ("merged", "unseen")
 
@@ -75,6 +75,21 @@ INFO_KEYS: dict[str, str] = {
     "train_seconds": "train time",
     "best_epoch": "best epoch",
 }
+
+#: Privacy facts a node reports in :attr:`NodeRecord.info` (scalars of its train reply;
+#: an unseen domain, which never uploads, reports its ledger when it describes itself).
+#: ε is the total of the domain's privacy ledger at δ. An infinite ε (a release without
+#: noise) cannot be a JSON number: it is the flag :data:`PRIVACY_EPSILON_UNBOUNDED` = 1
+#: with no :data:`PRIVACY_EPSILON`.
+PRIVACY_EPSILON = "privacy_epsilon"
+PRIVACY_EPSILON_UNBOUNDED = "privacy_epsilon_unbounded"
+PRIVACY_DELTA = "privacy_delta"
+PRIVACY_NOISE_MULTIPLIER = "privacy_noise_multiplier"
+PRIVACY_RELEASES = "privacy_releases"
+#: Membership-inference attack on the node's upload: AUC and the two groups' sizes.
+MIA_AUC = "mia_auc"
+MIA_MEMBERS = "mia_members"
+MIA_NON_MEMBERS = "mia_non_members"
 
 #: Identifying columns of the tidy table (``results.csv``), before the metric columns.
 ID_COLUMNS: tuple[str, ...] = (
@@ -254,11 +269,21 @@ class RunResults(_Model):
         description="How θ0 was made. The report understands init ('seeded' or "
         "'fedavg'), seed, rounds, local_epochs and domains; other keys are listed as is.",
     )
+    baselines: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Reference models' facts, e.g. fedavg: rounds, local epochs, bytes moved; "
+        "joint: the oracle's training.",
+    )
     rows: list[ResultRow] = Field(default_factory=list)
+    paired: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Per domain, split, headline metric and pair of models (a, b): n, sum "
+        "and sumsq of the per-user differences a − b (see silorec.evaluation.paired).",
+    )
 
     # -- validation ------------------------------------------------------------
 
-    @field_validator("scenario", "base", mode="before")
+    @field_validator("scenario", "base", "baselines", mode="before")
     @classmethod
     def _dict_jsonable(cls, value: Any, info: Any) -> Any:
         return _jsonable(value, info.field_name) if isinstance(value, Mapping) else value

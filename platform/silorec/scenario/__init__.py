@@ -12,6 +12,7 @@ from silorec.scenario.loader import (
 from silorec.scenario.schema import (
     AmazonRawSource,
     AuditSettings,
+    BaselineSettings,
     BaseSettings,
     DataSettings,
     DomainSpec,
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_SCENARIO",
     "AmazonRawSource",
     "AuditSettings",
+    "BaselineSettings",
     "BaseSettings",
     "DataSettings",
     "DomainSpec",

@@ -173,13 +173,21 @@ class ModelSettings(StrictModel):
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
     max_len: int = Field(50, ge=2)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
     temperature: float = Field(0.05, gt=0.0)
     adaptor: Literal["linear", "mlp"] = Field(
         "linear",
         description="'linear' keeps the text encoder's similarity structure in the "
         "untrained model (θ0 already ranks by text similarity) and trained better than "
         "'mlp' on Amazon Beauty.",
+    )
+
+    init: Literal["random", "identity"] = Field(
+        "random",
+        description="'identity': an untrained model that already ranks by text "
+        "similarity to the last item (orthogonal adaptor, transformer blocks that start "
+        "as the identity, no position signal), like a pretrained encoder's θ0; "
+        "'random': the usual initialisation.",
     )
 
     @model_validator(mode="after")
@@ -331,33 +339,45 @@ class AuditSettings(StrictModel):
 
 
 class PrivacySettings(StrictModel):
-    """Differential privacy of what a node uploads, and its budget."""
+    """Differential privacy of what a node uploads, its budget, and measured privacy.
+
+    The unit of privacy is a user: each user is one training example. ε is per domain
+    and composes every upload of that domain (see :mod:`silorec.privacy`).
+    """
 
     mechanism: Literal["none", "dp-sgd", "gaussian"] = Field(
         "none",
-        description="'dp-sgd': per-sample clipping and noise in local fine-tuning; "
-        "'gaussian': clip the uploaded task vector's L2 norm and add Gaussian noise.",
+        description="'dp-sgd': per-example clipping and noise in local training (a fixed "
+        "number of epochs, no early stopping); 'gaussian': clip the uploaded task "
+        "vector's L2 norm and add Gaussian noise. 'none' uploads without noise: ε = ∞.",
     )
-    noise_multiplier: float | None = Field(None, ge=0.0)
+    noise_multiplier: float | None = Field(
+        None,
+        ge=0.0,
+        description="Noise standard deviation over the sensitivity (DP-SGD: over "
+        "max_grad_norm; gaussian: over 2 x clip_norm). 0 means no noise (ε = ∞).",
+    )
     target_epsilon: float | None = Field(
         None,
         gt=0.0,
-        description="Calibrate the noise to reach this ε (instead of noise_multiplier).",
+        description="Calibrate the noise so that all of a domain's uploads in the run "
+        "together reach this ε (instead of noise_multiplier).",
     )
     delta: float | None = Field(
         None, gt=0.0, lt=1.0, description="δ; default 1 / the domain's number of users."
     )
-    max_grad_norm: float = Field(1.0, gt=0.0, description="DP-SGD per-sample clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="DP-SGD per-example clipping norm.")
     clip_norm: float = Field(1.0, gt=0.0, description="Gaussian mechanism: task-vector clip norm.")
     budget_epsilon: float | None = Field(
         None,
         gt=0.0,
         description="Hard budget: a node refuses any upload that would take its domain's "
-        "total ε over this.",
+        "total ε (its privacy ledger) over this.",
     )
     membership_inference: bool = Field(
         False,
-        description="Measure a loss-based membership-inference attack on each upload.",
+        description="Hold out non-member users and measure a loss-based "
+        "membership-inference attack on each upload (its AUC is reported).",
     )
     mia_holdout_fraction: float = Field(
         0.1,
@@ -367,21 +387,70 @@ class PrivacySettings(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _noise_given_once(self) -> PrivacySettings:
+    def _consistent(self) -> PrivacySettings:
+        noise_given = [
+            name
+            for name in ("noise_multiplier", "target_epsilon")
+            if getattr(self, name) is not None
+        ]
         if self.mechanism == "none":
+            if noise_given:
+                raise ValueError(
+                    f"privacy.{noise_given[0]} needs a mechanism ('dp-sgd' or 'gaussian'); "
+                    "privacy.mechanism is 'none'"
+                )
+            if self.budget_epsilon is not None:
+                raise ValueError(
+                    "privacy.budget_epsilon needs a mechanism ('dp-sgd' or 'gaussian'): "
+                    "without noise every upload has ε = ∞ and would be refused"
+                )
             return self
-        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+        if len(noise_given) != 1:
             raise ValueError(
                 f"privacy.mechanism '{self.mechanism}' needs exactly one of "
                 "noise_multiplier and target_epsilon"
             )
+        if (
+            self.target_epsilon is not None
+            and self.budget_epsilon is not None
+            and self.target_epsilon > self.budget_epsilon
+        ):
+            raise ValueError(
+                f"privacy.target_epsilon ({self.target_epsilon:g}) exceeds "
+                f"privacy.budget_epsilon ({self.budget_epsilon:g}): the last upload "
+                "would be refused"
+            )
         return self
+
+
+class BaselineSettings(StrictModel):
+    """Reference models evaluated next to the merges."""
+
+    fedavg_rounds: int = Field(
+        0,
+        ge=0,
+        description="Train a FedAvg model for this many rounds from θ0 (0: no FedAvg "
+        "baseline); its bytes moved are reported.",
+    )
+    fedavg_local_epochs: int = Field(
+        1, ge=1, description="Local epochs per FedAvg round on each merged domain."
+    )
+    joint: bool = Field(
+        False,
+        description="Joint oracle: one model trained on the pooled data of the merged "
+        "domains. Breaks isolation, so only the in-process engine runs it.",
+    )
 
 
 class OutputSettings(StrictModel):
     """What the run writes besides results.json/results.csv/report.md."""
 
     plots: bool = True
+    save_models: bool = Field(
+        True,
+        description="Save θ0, every individual model and every merge in models/ "
+        "(numpy .npz, a few hundred kB each) for serving or later analysis.",
+    )
 
 
 class Scenario(StrictModel):
@@ -400,6 +469,7 @@ class Scenario(StrictModel):
     federation: FederationSettings = Field(default_factory=FederationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    baselines: BaselineSettings = Field(default_factory=BaselineSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     domains: list[DomainSpec] = Field(..., min_length=1)
 
@@ -432,6 +502,17 @@ class Scenario(StrictModel):
     def unseen_domains(self) -> list[DomainSpec]:
         """Domains only evaluated (zero-shot)."""
         return [d for d in self.domains if d.unseen]
+
+    def with_seed(self, seed: int) -> Scenario:
+        """The same scenario with ``seed`` for the run, local training and θ0 (the data
+        and its subsampling stay as they are, so seeds compare the same users)."""
+        return self.model_copy(
+            update={
+                "seed": seed,
+                "train": self.train.model_copy(update={"seed": seed}),
+                "base": self.base.model_copy(update={"seed": seed}),
+            }
+        )
 
     def domain(self, name: str) -> DomainSpec:
         """The domain called ``name``; a clear error listing the known ones otherwise."""

@@ -56,14 +56,17 @@ class FineTuneReport:
         return out
 
 
-def training_examples(domain: DomainData, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def training_examples(
+    domain: DomainData, max_len: int, users: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and next-item targets, both [N, max_len], left-padded with PAD.
 
-    One example per user whose training sequence has at least two items: its last
-    ``max_len + 1`` items, shifted by one.
+    One example per user (of ``users``, default all) whose training sequence has at
+    least two items: its last ``max_len + 1`` items, shifted by one. One example per
+    user is what makes DP-SGD's per-example guarantee a per-user guarantee.
     """
     inputs, targets = [], []
-    for user in range(domain.n_users):
+    for user in range(domain.n_users) if users is None else users.tolist():
         sequence = domain.train_sequence(user)[-(max_len + 1) :]
         if len(sequence) >= 2:
             inputs.append(sequence[:-1])
@@ -98,6 +101,24 @@ def next_item_loss(
     return F.cross_entropy(logits, targets[positions])
 
 
+def per_example_losses(
+    model: TextSeqRec, item_repr: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """[B]: each example's mean next-item cross-entropy over its non-padded positions.
+
+    Written without boolean indexing (its shapes depend on the data), so that
+    ``torch.func.vmap`` can run it one example at a time for DP-SGD; the membership
+    inference attack scores users with it too.
+    """
+    states = model.encode_sequences(item_repr, inputs)
+    logits = model.scores(states, item_repr)  # [B, L, n_items]
+    positions = targets != PAD
+    losses = F.cross_entropy(
+        logits.transpose(1, 2), torch.where(positions, targets, 0), reduction="none"
+    )
+    return (losses * positions).sum(dim=1) / positions.sum(dim=1).clamp(min=1)
+
+
 def fine_tune(
     model: TextSeqRec,
     domain: DomainData,
@@ -108,13 +129,16 @@ def fine_tune(
     epochs: int | None = None,
     early_stopping: bool = True,
     label: str = "fine-tune",
+    users: np.ndarray | None = None,
 ) -> FineTuneReport:
     """Train ``model`` in place on ``domain``; returns a report.
 
     ``epochs`` overrides ``settings.epochs`` (FedAvg rounds train a fixed, small number
     of epochs without early stopping). With early stopping the model ends holding the
-    best weights seen on validation. Seeded by ``settings.seed``; the caller's global
-    random state is left as it was.
+    best weights seen on validation. ``users`` restricts training and validation to
+    those users (the others are membership-inference non-members and must stay
+    unseen). Seeded by ``settings.seed``; the caller's global random state is left as
+    it was.
     """
     device = text_embeddings.device
     devices = [device] if device.type == "cuda" else []
@@ -128,6 +152,7 @@ def fine_tune(
             epochs=settings.epochs if epochs is None else epochs,
             early_stopping=early_stopping,
             label=label,
+            users=users,
         )
 
 
@@ -141,10 +166,11 @@ def _fine_tune(
     epochs: int,
     early_stopping: bool,
     label: str,
+    users: np.ndarray | None,
 ) -> FineTuneReport:
     """:func:`fine_tune` inside a forked random state (the caller's is untouched)."""
     device = text_embeddings.device
-    inputs_np, targets_np = training_examples(domain, model.settings.max_len)
+    inputs_np, targets_np = training_examples(domain, model.settings.max_len, users)
     if len(inputs_np) == 0:
         raise ValueError(f"domain '{domain.name}' has no training sequence of 2+ items")
     lengths = (inputs_np != PAD).sum(axis=1)
@@ -156,6 +182,8 @@ def _fine_tune(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     valid_users = evaluation_users(domain, settings.max_valid_users, settings.seed)
+    if users is not None:
+        valid_users = valid_users[np.isin(valid_users, users)]
     track = early_stopping and len(valid_users) > 0
 
     def validate() -> float:

@@ -1,0 +1,230 @@
+"""Privacy–utility on the amazon scenario, and the cost of DP-SGD.
+
+``table``: runs the shipped ``scenarios/amazon.toml`` (Beauty, Sports, Toys merged,
+Pantry unseen) once per privacy setting, in-process, with membership inference on in
+every run, and prints one row per setting: the ε each merged domain reached (its
+ledger, at δ = 1 / its users), the noise multiplier, the mean test Recall@10 over
+the merged domains of the ``average`` merge, of the best training-free merge (chosen
+on validation) and of the individual models, and the mean membership-inference AUC.
+
+Settings: ``none`` (no DP: early stopping as the scenario says, ε = ∞), ``sigma0``
+(DP-SGD's clipping, Poisson sampling and fixed epochs with no noise: ε = ∞, isolates
+what the noise costs) and DP-SGD at ε = 8, 4 and 1 (noise calibrated over the run).
+``--max-users`` and ``--dp-epochs`` reduce the work for 2 CPU cores; ``--dp-lr`` is
+the learning rate of the DP-SGD settings (the others keep the scenario's).
+
+``speed``: one epoch of DP-SGD and one of non-private fine-tuning on Amazon Beauty
+(6,000 users, 1,996 items, the default model, 384-d MiniLM text), in training
+sequences per second of wall time and per CPU-second (the second is steadier on a
+shared machine).
+
+    SILOREC_AMAZON_DIR=/path/to/amazon-mergerec python benchmarks/privacy_utility.py table \\
+        --max-users 3000 --dp-epochs 4 --out runs/privacy-utility
+    SILOREC_AMAZON_DIR=/path/to/amazon-mergerec python benchmarks/privacy_utility.py speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from silorec.engine.local import run_inprocess
+from silorec.engine.project import find_project
+from silorec.models import build_model
+from silorec.node import DomainNode
+from silorec.results import RunResults, load_run
+from silorec.results.analysis import best_training_free_merge
+from silorec.results.schema import (
+    MEAN_MERGED,
+    MIA_AUC,
+    PRIVACY_EPSILON,
+    PRIVACY_EPSILON_UNBOUNDED,
+    PRIVACY_NOISE_MULTIPLIER,
+)
+from silorec.scenario import Scenario, parse_scenario_text
+from silorec.training.dp_finetune import DpSgdParams, dp_fine_tune
+from silorec.training.finetune import fine_tune
+
+ROOT = Path(__file__).resolve().parents[1]
+AMAZON = ROOT / "scenarios" / "amazon.toml"
+
+#: Setting name -> (its [privacy] table, whether it trains with DP-SGD's schedule).
+SETTINGS: dict[str, tuple[str, bool]] = {
+    "none": ("membership_inference = true\n", False),
+    "sigma0": ('mechanism = "dp-sgd"\nnoise_multiplier = 0.0\nmembership_inference = true\n', True),
+    **{
+        f"eps{eps:g}": (
+            f'mechanism = "dp-sgd"\ntarget_epsilon = {eps}\nmembership_inference = true\n',
+            True,
+        )
+        for eps in (8.0, 4.0, 1.0)
+    },
+}
+
+
+def variant_text(
+    base: str, privacy: str, *, max_users: int | None, dp: bool, epochs: int, lr: float | None
+) -> str:
+    """The amazon scenario with a [privacy] table, fewer users, and (for DP-SGD) a
+    fixed number of epochs and its own learning rate. Edits are checked: a changed
+    scenario file makes this fail instead of silently running something else."""
+    text = base
+    if max_users is not None:
+        text, n = re.subn(r"max_users = \d+", f"max_users = {max_users}", text)
+        _expect(n >= 1, "max_users")
+    if dp:
+        text, n = re.subn(r"(?m)^epochs = \d+$", f"epochs = {epochs}", text)
+        _expect(n == 1, "[train] epochs")
+        if lr is not None:
+            text, n = re.subn(r"(?m)^lr = .*$", f"lr = {lr}", text)
+            _expect(n == 1, "[train] lr")
+    _expect("[privacy]" not in text, "no [privacy] table yet")
+    return f"{text.rstrip()}\n\n[privacy]\n{privacy}"
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise SystemExit(f"{AMAZON}: cannot edit {what}; update benchmarks/privacy_utility.py")
+
+
+def run_setting(name: str, text: str, out: Path, resume: bool) -> RunResults:
+    """Run one setting (or, with ``resume``, load its finished run)."""
+    run_dir = out / name
+    if resume and (run_dir / "results.json").is_file():
+        return load_run(run_dir)
+    scenario_file = out / f"{name}.toml"
+    scenario_file.write_text(text)
+    parse_scenario_text(text, str(scenario_file))  # fail before running
+    started = time.perf_counter()
+    run_inprocess(scenario_file, find_project(ROOT), out=run_dir)
+    print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return load_run(run_dir)
+
+
+def summarise(name: str, results: RunResults) -> dict[str, float | str | None]:
+    """One row of the table from a run."""
+    merged = results.domains("merged")
+    infos = [results.node(d).info for d in merged if results.node(d) is not None]
+    unbounded = any(i.get(PRIVACY_EPSILON_UNBOUNDED) for i in infos)
+    epsilons = [i[PRIVACY_EPSILON] for i in infos if PRIVACY_EPSILON in i]
+    best = best_training_free_merge(results)
+    test = results.table("test", "recall@10")
+
+    def mean_merged(model: str | None) -> float | None:
+        if model is None or model not in test.index:
+            return None
+        value = float(test.at[model, MEAN_MERGED])
+        return None if math.isnan(value) else value
+
+    individuals = [mean_merged(m) for m in results.individual_models().values()]
+    return {
+        "setting": name,
+        "epsilon": math.inf if unbounded else (max(epsilons) if epsilons else None),
+        "noise_multiplier": _mean([i.get(PRIVACY_NOISE_MULTIPLIER) for i in infos]),
+        "theta0": mean_merged(results.base_model()),
+        "average": mean_merged("average"),
+        "best_merge": best,
+        "best_merge_recall": mean_merged(best),
+        "individual": _mean(individuals),
+        "mia_auc": _mean([i.get(MIA_AUC) for i in infos]),
+        "train_seconds": _mean([i.get("train_seconds") for i in infos]),
+        "epochs": _mean([i.get("epochs_run") for i in infos]),
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The table as Markdown (missing values as —)."""
+
+    def num(value: float | None, digits: int = 4) -> str:
+        if value is None:
+            return "—"
+        return "∞" if math.isinf(value) else f"{value:.{digits}f}"
+
+    header = ("| setting | ε (max over domains) | noise multiplier | epochs | θ0 | average "
+              "| best training-free merge | individual (mean) | MIA AUC | train time / domain |")  # fmt: skip
+    lines = [header, "| :--- | ---: | ---: | ---: | ---: | ---: | :--- | ---: | ---: | ---: |"]
+    for r in rows:
+        best = (
+            "—"
+            if r["best_merge"] is None
+            else f"{num(r['best_merge_recall'])} (`{r['best_merge']}`)"
+        )
+        lines.append(
+            f"| {r['setting']} | {num(r['epsilon'], 2)} | {num(r['noise_multiplier'], 3)} "
+            f"| {num(r['epochs'], 1)} | {num(r['theta0'])} | {num(r['average'])} | {best} "
+            f"| {num(r['individual'])} | {num(r['mia_auc'], 3)} "
+            f"| {num(r['train_seconds'], 0)} s |"
+        )
+    return "\n".join(lines)
+
+
+def table(args: argparse.Namespace) -> None:
+    base = AMAZON.read_text()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.settings:
+        privacy, dp = SETTINGS[name]
+        text = variant_text(base, privacy, max_users=args.max_users, dp=dp,
+                            epochs=args.dp_epochs, lr=args.dp_lr)  # fmt: skip
+        rows.append(summarise(name, run_setting(name, text, args.out, args.resume)))
+        (args.out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
+    print(markdown_table(rows))
+
+
+def speed(args: argparse.Namespace) -> None:
+    """One epoch each, DP-SGD (σ = 1, C = 1) and non-private, on Amazon Beauty."""
+    torch.set_num_threads(args.threads)
+    text = AMAZON.read_text().replace("max_users = 6000", f"max_users = {args.users}")
+    scenario: Scenario = parse_scenario_text(text, str(AMAZON))
+    node = DomainNode(scenario, scenario.domains[0], base_dir=AMAZON.parent)
+    domain = node.prepared.domain
+    embeddings = torch.from_numpy(node.item_embeddings)
+    settings = scenario.train.model_copy(update={"progress": False})
+    print(f"domain {domain.name}: {domain.n_users} users, {domain.n_items} items, text "
+          f"{embeddings.shape[1]}-d, model {scenario.model.model_dump()}", flush=True)  # fmt: skip
+    for label in ("non-private", "dp-sgd"):
+        model = build_model(scenario.model, embeddings.shape[1], seed=0)
+        wall, cpu = time.perf_counter(), time.process_time()
+        if label == "dp-sgd":
+            report = dp_fine_tune(model, domain, embeddings, settings, DpSgdParams(1.0, 1.0),
+                                  epochs=1)  # fmt: skip
+        else:
+            report = fine_tune(model, domain, embeddings, settings, scenario.evaluation,
+                               epochs=1, early_stopping=False)  # fmt: skip
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        n = report.n_train_sequences
+        print(f"{label}: {n} sequences in {wall:.1f} s wall ({n / wall:.1f} seq/s), "
+              f"{cpu:.1f} CPU-s ({n / cpu:.1f} seq per CPU-s)", flush=True)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    table_cmd = commands.add_parser("table", help="the privacy-utility table")
+    table_cmd.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    table_cmd.add_argument("--max-users", type=int, default=3000)
+    table_cmd.add_argument("--dp-epochs", type=int, default=4)
+    table_cmd.add_argument("--dp-lr", type=float, default=None)
+    table_cmd.add_argument("--out", type=Path, default=ROOT / "runs" / "privacy-utility")
+    table_cmd.add_argument("--resume", action="store_true", help="reuse finished runs in --out")
+    speed_cmd = commands.add_parser("speed", help="DP-SGD against non-private throughput")
+    speed_cmd.add_argument("--users", type=int, default=6000)
+    speed_cmd.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    {"table": table, "speed": speed}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
