@@ -104,7 +104,7 @@ build_extras() {
         export PIP_CA_BUNDLE="$extras/ca-bundle.crt"
     fi
     local wheel
-    wheel=$(ls "${PIP_FIND_LINKS:-/nonexistent}"/torch-*.whl 2>/dev/null | head -1 || true)
+    wheel=$(find "${PIP_FIND_LINKS:-/nonexistent}" -maxdepth 1 -name 'torch-*.whl' 2>/dev/null | head -1 || true)
     if [[ -n "$wheel" ]]; then
         mkdir -p "$extras/wheels"
         ln -f "$wheel" "$extras/wheels/" 2>/dev/null || cp "$wheel" "$extras/wheels/"

@@ -71,9 +71,14 @@ run() {
         tee "$log"
     run_id=$(grep -o 'Successfully started run [0-9]*' "$log" | grep -o '[0-9]*$' || true)
     [[ -n "$run_id" ]] || { echo "federation: flwr run started no run (see $log)" >&2; exit 1; }
-    # `flwr run` exits 0 even when the run failed: ask the SuperLink.
-    status=$(flwr ls "$connection" --run-id "$run_id" --format json |
-        json_field 'json.load(sys.stdin)["runs"][0]["status"]')
+    # `flwr run` exits 0 even when the run failed, and its log stream may end before
+    # the run does: ask the SuperLink until the run has finished.
+    local deadline=$((SECONDS + ${SILOREC_RUN_TIMEOUT:-7200}))
+    until status=$(flwr ls "$connection" --run-id "$run_id" --format json |
+        json_field 'json.load(sys.stdin)["runs"][0]["status"]') && [[ "$status" == finished:* ]]; do
+        ((SECONDS < deadline)) || { echo "federation: run $run_id still $status" >&2; exit 1; }
+        sleep 5
+    done
     echo "run $run_id: $status; results: runs/$name; audit logs: $state/audit/"
     [[ "$status" == "finished:completed" ]]
 }

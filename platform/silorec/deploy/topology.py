@@ -20,8 +20,9 @@ from silorec.node.assignment import DATA_DIR_KEY, DOMAIN_KEY
 
 #: Node-config key naming the folder where a node writes its audit log.
 AUDIT_DIR_KEY = "audit-dir"
-#: Every process listens on the loopback interface; a SuperLink that nodes on other
-#: machines reach is published by the machine's firewall or proxy, not by binding wide.
+#: Every process of a federation on one machine listens on the loopback interface; a
+#: SuperLink serving nodes on other machines listens where they reach it (see
+#: docs/deployment.md, "The merge server for remote nodes").
 LOOPBACK = "127.0.0.1"
 
 

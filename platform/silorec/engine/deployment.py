@@ -96,6 +96,19 @@ def run_status(run_id: str, connection: str, env: Mapping[str, str]) -> RunOutco
     return RunOutcome(run_id, str(runs[0].get("status")), str(runs[0].get("status-details", "")))
 
 
+def wait_for_run(
+    run_id: str, connection: str, env: Mapping[str, str], timeout: float, poll_s: float = 3.0
+) -> RunOutcome:
+    """The run's outcome once it has finished (``flwr run --stream`` may stop streaming
+    before the run ends), or :class:`DeploymentError` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (outcome := run_status(run_id, connection, env)).status.startswith("finished"):
+        if time.monotonic() >= deadline:
+            raise DeploymentError(f"run {run_id} still '{outcome.status}' after {timeout:g} s")
+        time.sleep(poll_s)
+    return outcome
+
+
 def submit_run(
     project_root: Path,
     connection: str,
@@ -106,6 +119,7 @@ def submit_run(
 ) -> RunOutcome:
     """``flwr run PROJECT CONNECTION --stream`` with ``run_config`` (string values),
     its output in ``log_file``; returns how the run ended once it has."""
+    started = time.monotonic()
     command = ["flwr", "run", str(project_root), connection, "--stream"]
     if run_config:
         pairs = " ".join(f"{key}={toml_string(value)}" for key, value in run_config.items())
@@ -119,7 +133,7 @@ def submit_run(
     match = _RUN_ID.search(log_file.read_text(encoding="utf-8"))
     if match is None:
         raise DeploymentError(f"flwr run started no run; see {log_file}")
-    return run_status(match.group(1), connection, env)
+    return wait_for_run(match.group(1), connection, env, timeout - (time.monotonic() - started))
 
 
 @dataclass
