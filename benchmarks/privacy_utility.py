@@ -10,8 +10,9 @@ on validation) and of the individual models, and the mean membership-inference A
 Settings: ``none`` (no DP: early stopping as the scenario says, ε = ∞), ``sigma0``
 (DP-SGD's clipping, Poisson sampling and fixed epochs with no noise: ε = ∞, isolates
 what the noise costs) and DP-SGD at ε = 8, 4 and 1 (noise calibrated over the run).
-``--max-users`` and ``--dp-epochs`` reduce the work for 2 CPU cores; ``--dp-lr`` is
-the learning rate of the DP-SGD settings (the others keep the scenario's).
+``--max-users``, ``--max-epochs`` (the non-private setting's cap, with early stopping)
+and ``--dp-epochs`` reduce the work for 2 CPU cores; ``--dp-lr`` is the learning rate
+of the DP-SGD settings (the non-private one keeps the scenario's).
 
 ``speed``: one epoch of DP-SGD and one of non-private fine-tuning on Amazon Beauty
 (6,000 users, 1,996 items, the default model, 384-d MiniLM text), in training
@@ -19,7 +20,7 @@ sequences per second of wall time and per CPU-second (the second is steadier on 
 shared machine).
 
     SILOREC_AMAZON_DIR=/path/to/amazon-mergerec python benchmarks/privacy_utility.py table \\
-        --max-users 3000 --dp-epochs 4 --out runs/privacy-utility
+        --max-users 3000 --max-epochs 20 --dp-epochs 4 --dp-lr 0.003 --out runs/privacy-utility
     SILOREC_AMAZON_DIR=/path/to/amazon-mergerec python benchmarks/privacy_utility.py speed
 """
 
@@ -70,21 +71,22 @@ SETTINGS: dict[str, tuple[str, bool]] = {
 
 
 def variant_text(
-    base: str, privacy: str, *, max_users: int | None, dp: bool, epochs: int, lr: float | None
+    base: str, privacy: str, *, max_users: int | None, epochs: int | None, lr: float | None
 ) -> str:
-    """The amazon scenario with a [privacy] table, fewer users, and (for DP-SGD) a
-    fixed number of epochs and its own learning rate. Edits are checked: a changed
-    scenario file makes this fail instead of silently running something else."""
+    """The amazon scenario with a [privacy] table and, where given, fewer users, at
+    most ``epochs`` epochs (DP-SGD trains exactly that many) and learning rate ``lr``.
+    Edits are checked: a changed scenario file makes this fail instead of silently
+    running something else."""
     text = base
-    if max_users is not None:
-        text, n = re.subn(r"max_users = \d+", f"max_users = {max_users}", text)
-        _expect(n >= 1, "max_users")
-    if dp:
-        text, n = re.subn(r"(?m)^epochs = \d+$", f"epochs = {epochs}", text)
-        _expect(n == 1, "[train] epochs")
-        if lr is not None:
-            text, n = re.subn(r"(?m)^lr = .*$", f"lr = {lr}", text)
-            _expect(n == 1, "[train] lr")
+    edits = {
+        r"max_users = \d+": None if max_users is None else f"max_users = {max_users}",
+        r"(?m)^epochs = \d+$": None if epochs is None else f"epochs = {epochs}",
+        r"(?m)^lr = .*$": None if lr is None else f"lr = {lr}",
+    }
+    for pattern, replacement in edits.items():
+        if replacement is not None:
+            text, n = re.subn(pattern, replacement, text)
+            _expect(n >= 1, pattern)
     _expect("[privacy]" not in text, "no [privacy] table yet")
     return f"{text.rstrip()}\n\n[privacy]\n{privacy}"
 
@@ -176,8 +178,8 @@ def table(args: argparse.Namespace) -> None:
     rows = []
     for name in args.settings:
         privacy, dp = SETTINGS[name]
-        text = variant_text(base, privacy, max_users=args.max_users, dp=dp,
-                            epochs=args.dp_epochs, lr=args.dp_lr)  # fmt: skip
+        epochs, lr = (args.dp_epochs, args.dp_lr) if dp else (args.max_epochs, None)
+        text = variant_text(base, privacy, max_users=args.max_users, epochs=epochs, lr=lr)
         rows.append(summarise(name, run_setting(name, text, args.out, args.resume)))
         (args.out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))
     print(markdown_table(rows))
@@ -215,6 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     table_cmd = commands.add_parser("table", help="the privacy-utility table")
     table_cmd.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     table_cmd.add_argument("--max-users", type=int, default=3000)
+    table_cmd.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="cap on the non-private setting's epochs (early stopping)",
+    )
     table_cmd.add_argument("--dp-epochs", type=int, default=4)
     table_cmd.add_argument("--dp-lr", type=float, default=None)
     table_cmd.add_argument("--out", type=Path, default=ROOT / "runs" / "privacy-utility")

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from silorec.deploy.topology import (
-    AUDIT_DIR_KEY,
     COMPOSE_TOPOLOGY,
     CONTAINER_LAYOUT,
     NodeEndpoint,
@@ -26,7 +25,7 @@ from silorec.deploy.topology import (
     superlink_command,
     supernode_command,
 )
-from silorec.engine.simulation import OFFLINE_FLOWER_ENV
+from silorec.engine.flwr_cli import OFFLINE_FLOWER_ENV
 from silorec.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,10 +192,6 @@ def test_image_builds_from_any_base_offline_and_compose_passes_only_its_argument
         assert re.search(rf"^\s+{key}={value}\b", dockerfile, flags=re.MULTILINE), key
     assert "apt-get install" in dockerfile and "python3-venv" in dockerfile
 
-
-def test_the_audit_dir_key_is_the_one_the_node_reads() -> None:
-    mods = pytest.importorskip("silorec.apps.mods")
-    assert mods.AUDIT_DIR_KEY == AUDIT_DIR_KEY
 
 
 def project_files() -> dict[str, bytes | Path]:

@@ -75,25 +75,25 @@ def test_a_release_without_noise_makes_epsilon_infinite_in_json_terms(tmp_path: 
 def test_an_upload_over_budget_is_refused_with_domain_epsilon_and_budget(tmp_path: Path):
     ledger = PrivacyLedger.open(ledger_path(tmp_path, "books"), "books", DELTA)
     first = release("fine-tune")
-    within = ledger.check_budget(first, budget=10.0)
+    within = ledger.check_budget(first.gaussian, budget=10.0)
     assert within == pytest.approx(epsilon([first.gaussian], DELTA))
     ledger.record(first)
     second = release("fedavg-1")
-    would_reach = ledger.epsilon([second])
+    would_reach = ledger.epsilon([second.gaussian])
     with pytest.raises(PrivacyBudgetExceeded) as refused:
-        ledger.check_budget(second, budget=within + 0.01)
+        ledger.check_budget(second.gaussian, budget=within + 0.01)
     message = str(refused.value)
     assert "domain 'books' refuses to upload" in message
     assert f"ε = {would_reach:.4g}" in message and f"budget of ε = {within + 0.01:g}" in message
     assert refused.value.would_reach == pytest.approx(would_reach)
     assert len(ledger.releases) == 1  # a refused release is not recorded
-    assert ledger.check_budget(second, budget=None) == pytest.approx(would_reach)
+    assert ledger.check_budget(second.gaussian, budget=None) == pytest.approx(would_reach)
 
 
 def test_no_noise_is_refused_under_any_budget(tmp_path: Path) -> None:
     ledger = PrivacyLedger.open(ledger_path(tmp_path, "books"), "books", DELTA)
     with pytest.raises(PrivacyBudgetExceeded, match="∞"):
-        ledger.check_budget(release("fine-tune", sigma=0.0), budget=1000.0)
+        ledger.check_budget(release("fine-tune", sigma=0.0).gaussian, budget=1000.0)
 
 
 def test_unreadable_or_foreign_ledgers_are_clear_errors(tmp_path: Path) -> None:

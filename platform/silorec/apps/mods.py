@@ -35,12 +35,12 @@ from silorec.audit.payload import PayloadInfo, describe
 from silorec.audit.verdict import Verdict
 from silorec.logs import get_logger
 from silorec.node import DomainNode, NodeConfigError, assign_domain
+from silorec.node.assignment import AUDIT_DIR_KEY
 from silorec.scenario import ScenarioError
 
 log = get_logger("silorec.audit")
 
 #: Node config key: the folder of this node's audit log.
-AUDIT_DIR_KEY = "audit-dir"
 #: Where a node logs when neither the node config nor the run config says.
 FALLBACK_AUDIT_DIR = "silorec-audit"
 

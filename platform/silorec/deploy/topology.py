@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from silorec.node.assignment import DATA_DIR_KEY, DOMAIN_KEY
+from silorec.node.assignment import AUDIT_DIR_KEY, DATA_DIR_KEY, DOMAIN_KEY
 
 #: Node-config key naming the folder where a node writes its audit log.
-AUDIT_DIR_KEY = "audit-dir"
 #: Every process of a federation on one machine listens on the loopback interface; a
 #: SuperLink serving nodes on other machines listens where they reach it (see
 #: docs/deployment.md, "The merge server for remote nodes").

@@ -10,9 +10,7 @@ exits 0 even when the run fails, so a run's outcome is read back with ``flwr ls`
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from silorec.data.cache import CACHE_ENV
 from silorec.deploy.topology import (
@@ -34,79 +31,25 @@ from silorec.deploy.topology import (
     superlink_command,
     supernode_command,
 )
-from silorec.engine.simulation import COMPLETED, flower_env, stop_process_group, toml_string
+from silorec.engine.flwr_cli import (
+    RUN_ID,
+    FlowerCliError,
+    RunOutcome,
+    flower_env,
+    flwr_json,
+    stop_process_group,
+    toml_string,
+    wait_for_run,
+    write_connection,
+)
 from silorec.logs import get_logger
 
 log = get_logger("silorec.deployment")
 
-_RUN_ID = re.compile(r"Successfully started run (\d+)")
 
-
-class DeploymentError(RuntimeError):
-    """A deployment process that would not start, or a ``flwr`` command that failed;
-    the message says which, and where its output is."""
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """How a run submitted with ``flwr run`` ended, as the SuperLink reports it."""
-
-    run_id: str
-    status: str  # "finished:completed", "finished:failed", ...
-    details: str
-
-    @property
-    def completed(self) -> bool:
-        return self.status == COMPLETED
-
-
-def write_connection(flwr_home: Path, name: str, address: str, ca_certificate: Path) -> None:
-    """Make ``name`` the default ``flwr`` CLI connection (``$FLWR_HOME/config.toml``):
-    the SuperLink at ``address``, its certificate checked against the federation CA."""
-    flwr_home.mkdir(parents=True, exist_ok=True)
-    (flwr_home / "config.toml").write_text(
-        f"[superlink]\ndefault = {toml_string(name)}\n\n"
-        f"[superlink.{name}]\naddress = {toml_string(address)}\n"
-        f"root-certificates = {toml_string(str(ca_certificate))}\n",
-        encoding="utf-8",
-    )
-
-
-def flwr_json(args: list[str], env: Mapping[str, str], timeout: float = 120.0) -> dict[str, Any]:
-    """``flwr ARGS --format json``; its answer, or :class:`DeploymentError` with
-    Flower's own message when the command fails (it may exit 0 with
-    ``"success": false``)."""
-    command = ["flwr", *args, "--format", "json"]
-    done = subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=timeout)
-    try:
-        answer = json.loads(done.stdout)
-    except ValueError:
-        answer = {"success": False, "error-message": (done.stdout + done.stderr).strip()}
-    if done.returncode != 0 or not answer.get("success", False):
-        message = str(answer.get("error-message", "")).strip()[-2000:]
-        raise DeploymentError(f"{' '.join(command[:3])} failed: {message}")
-    return dict(answer)
-
-
-def run_status(run_id: str, connection: str, env: Mapping[str, str]) -> RunOutcome:
-    """A run's status as ``flwr ls`` reports it."""
-    runs = flwr_json(["ls", connection, "--run-id", run_id], env).get("runs", [])
-    if not runs:
-        raise DeploymentError(f"flwr ls knows no run {run_id}")
-    return RunOutcome(run_id, str(runs[0].get("status")), str(runs[0].get("status-details", "")))
-
-
-def wait_for_run(
-    run_id: str, connection: str, env: Mapping[str, str], timeout: float, poll_s: float = 3.0
-) -> RunOutcome:
-    """The run's outcome once it has finished (``flwr run --stream`` may stop streaming
-    before the run ends), or :class:`DeploymentError` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (outcome := run_status(run_id, connection, env)).status.startswith("finished"):
-        if time.monotonic() >= deadline:
-            raise DeploymentError(f"run {run_id} still '{outcome.status}' after {timeout:g} s")
-        time.sleep(poll_s)
-    return outcome
+class DeploymentError(FlowerCliError):
+    """A deployment process that would not start; the message says which, and where
+    its output is."""
 
 
 def submit_run(
@@ -130,7 +73,7 @@ def submit_run(
             command, env=dict(env), cwd=project_root, stdout=out, stderr=subprocess.STDOUT,
             timeout=timeout, check=False,
         )  # fmt: skip
-    match = _RUN_ID.search(log_file.read_text(encoding="utf-8"))
+    match = RUN_ID.search(log_file.read_text(encoding="utf-8"))
     if match is None:
         raise DeploymentError(f"flwr run started no run; see {log_file}")
     return wait_for_run(match.group(1), connection, env, timeout - (time.monotonic() - started))

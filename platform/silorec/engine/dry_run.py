@@ -16,10 +16,9 @@ import tomli_w
 
 from silorec.apps.run_config import ENGINE, RUN_DIR, SCENARIO
 from silorec.audit.log import AUDIT_DIR, LogEntry, node_log_name, read_log
-from silorec.deploy.topology import AUDIT_DIR_KEY
 from silorec.engine.inprocess import ServerAppFailed, run_apps
 from silorec.engine.project import FlowerProject
-from silorec.node.assignment import DATA_DIR_KEY, DOMAIN_KEY
+from silorec.node.assignment import AUDIT_DIR_KEY, DATA_DIR_KEY, DOMAIN_KEY
 from silorec.node.check import CheckTarget, dry_run_scenario
 from silorec.results import write_text_atomic
 

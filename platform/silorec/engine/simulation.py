@@ -15,11 +15,6 @@ self-contained and checked:
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +25,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from silorec.engine.flwr_cli import (
+    FlowerCliError,
+    binary,
+    flower_env,
+    free_port,
+    run_streaming,
+    stop_process_group,
+    toml_string,
+    wait_for_run,
+    write_connection,
+)
 from silorec.engine.project import FlowerProject
 from silorec.logs import get_logger
 from silorec.results import new_run_dir
@@ -38,16 +44,9 @@ from silorec.scenario import load_scenario_with_text
 log = get_logger("silorec.simulate")
 
 CONNECTION = "silorec-sim"
-COMPLETED = "finished:completed"
-OFFLINE_FLOWER_ENV = {
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-}
-_RUN_ID = re.compile(r"Successfully started run (\d+)")
 
 
-class SimulationError(RuntimeError):
+class SimulationError(FlowerCliError):
     """The simulation could not start, or the run did not complete."""
 
     def __init__(self, message: str, run_dir: Path | None = None) -> None:
@@ -64,30 +63,6 @@ class SuperLink:
     log_file: Path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def flower_env(flwr_home: Path) -> dict[str, str]:
-    """The environment for Flower's processes: offline, private home, and this
-    interpreter's scripts first on PATH (the SuperLink spawns ``flower-superexec`` by
-    name, which fails from a virtualenv that was not activated)."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return {**os.environ, **OFFLINE_FLOWER_ENV, "FLWR_HOME": str(flwr_home), "PATH": path}
-
-
-def _binary(name: str) -> str:
-    """A Flower executable next to this interpreter (a venv's bin), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise SimulationError(f"'{name}' not found: install silorec (it brings flwr)")
-    return found
-
-
 @contextmanager
 def simulation_superlink(
     flwr_home: Path, env: dict[str, str], startup_timeout: float = 60.0
@@ -98,7 +73,7 @@ def simulation_superlink(
     address = f"127.0.0.1:{port}"
     log_file = flwr_home / "superlink.log"
     command = [
-        _binary("flower-superlink"), "--insecure", "--simulation",
+        binary("flower-superlink"), "--insecure", "--simulation",
         "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port),
         "--database", str(flwr_home / "state.db"), "--log-file", str(log_file),
     ]  # fmt: skip
@@ -129,53 +104,6 @@ def _wait_until_listening(
     raise SimulationError(f"flower-superlink did not listen on port {port} within {timeout:g} s")
 
 
-def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the process group led by ``process`` (started with a new session), then
-    SIGKILL whatever is left after ``grace_s``."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def write_connection(flwr_home: Path, address: str) -> None:
-    """Point the CLI connection :data:`CONNECTION` at ``address`` in ``config.toml``."""
-    flwr_home.mkdir(parents=True, exist_ok=True)
-    (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "{address}"\ninsecure = true\n',
-        encoding="utf-8",
-    )
-
-
-def run_status(run_id: str, env: dict[str, str]) -> tuple[str, str]:
-    """``(status, details)`` of a run, from ``flwr ls``."""
-    listing = subprocess.run(
-        [_binary("flwr"), "ls", CONNECTION, "--run-id", run_id, "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    try:
-        run = json.loads(listing.stdout)["runs"][0]
-    except (ValueError, KeyError, IndexError):
-        return "unknown", (listing.stdout + listing.stderr).strip()[-2000:]
-    return str(run.get("status", "unknown")), str(run.get("status-details", ""))
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string literal (for ``--run-config`` values)."""
-    return json.dumps(value)
-
-
 def simulate(
     scenario_ref: str | Path | None,
     project: FlowerProject,
@@ -184,6 +112,7 @@ def simulate(
     out_parent: Path | None = None,
     flwr_home: Path | None = None,
     cpus_per_node: float | None = None,
+    timeout: float = 6 * 3600.0,
 ) -> Path:
     """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
     run directory once the run has completed, else raises :class:`SimulationError`."""
@@ -207,32 +136,19 @@ def simulate(
         )
     )  # fmt: skip
     with simulation_superlink(home, env) as superlink:
-        write_connection(home, superlink.address)
+        write_connection(home, CONNECTION, superlink.address)
         command = [
-            _binary("flwr"), "run", str(project.root), CONNECTION,
+            binary("flwr"), "run", str(project.root), CONNECTION,
             "--federation-config", federation, "--run-config", run_config, "--stream",
         ]  # fmt: skip
         log.info("running: %s", " ".join(command))
-        run_id = _stream(command, env, project.root)
+        run_id = run_streaming(command, env, project.root, sys.stdout, timeout)
         if run_id is None:
             raise SimulationError("flwr run did not start a run (see its output above)", run_dir)
-        status, details = run_status(run_id, env)
-    log.info("flwr run %s: %s", run_id, status)
-    if status != COMPLETED:
-        raise SimulationError(f"run {run_id} ended as '{status}': {details}", run_dir)
+        outcome = wait_for_run(run_id, CONNECTION, env, timeout)
+    log.info("flwr run %s: %s", run_id, outcome.status)
+    if not outcome.completed:
+        raise SimulationError(
+            f"run {run_id} ended as '{outcome.status}': {outcome.details}", run_dir
+        )
     return run_dir
-
-
-def _stream(command: list[str], env: dict[str, str], cwd: Path) -> str | None:
-    """Run ``flwr run --stream``, echoing its output; returns the run id it printed."""
-    run_id = None
-    with subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            match = _RUN_ID.search(line)
-            if match:
-                run_id = match.group(1)
-    return run_id

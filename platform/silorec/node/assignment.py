@@ -17,6 +17,7 @@ from silorec.scenario.schema import DomainSpec, Scenario
 
 DOMAIN_KEY = "domain"
 DATA_DIR_KEY = "data-dir"
+AUDIT_DIR_KEY = "audit-dir"  # where the node keeps its audit log and privacy ledger
 PARTITION_KEY = "partition-id"
 
 

@@ -174,12 +174,11 @@ class DomainNode:
         epochs = self.scenario.train.epochs if epochs is None else epochs
         plan = self.privacy.plan(epochs)
         ledger = self.ledger(ledger_dir)
-        release = Release(run, label, plan.mechanism, plan.gaussian, now_iso())
-        ledger.check_budget(release, self.scenario.privacy.budget_epsilon)
+        ledger.check_budget(plan.gaussian, self.scenario.privacy.budget_epsilon)
         model = self._model(weights)
         report = self._fit(model, plan, epochs, early_stopping, label)
         released = self.privacy.release(plan, weights, get_weights(model))
-        ledger.record(release)
+        ledger.record(Release(run, label, plan.mechanism, plan.gaussian, now_iso()))
         metrics = self.privacy.reply_scalars(plan, report.scalars(), ledger)
         if self.privacy.membership is not None:
             audit = self.privacy.membership_audit(

@@ -22,13 +22,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from silorec.privacy.accounting import GaussianSteps, PrivacyAccountingError, epsilon
 from silorec.results import now_iso, write_json_atomic
+from silorec.scenario.schema import PrivacySettings
 
 LEDGER_FORMAT = "silorec-privacy-ledger/1"
-MECHANISMS = ("none", "dp-sgd", "gaussian")
+MECHANISMS: tuple[str, ...] = get_args(PrivacySettings.model_fields["mechanism"].annotation)
 
 
 class LedgerError(ValueError):
@@ -126,12 +127,12 @@ class PrivacyLedger:
             )
         return cls(path, domain, delta, releases)
 
-    def epsilon(self, extra: Sequence[Release] = ()) -> float:
+    def epsilon(self, extra: Sequence[GaussianSteps] = ()) -> float:
         """Total ε at :attr:`delta` of every recorded release plus ``extra``."""
-        return epsilon([r.gaussian for r in [*self.releases, *extra]], self.delta)
+        return epsilon([*(r.gaussian for r in self.releases), *extra], self.delta)
 
-    def check_budget(self, release: Release, budget: float | None) -> float:
-        """The total ε ``release`` would bring the domain to; raises
+    def check_budget(self, release: GaussianSteps, budget: float | None) -> float:
+        """The total ε a ``release`` would bring the domain to; raises
         :class:`PrivacyBudgetExceeded` when that is over ``budget``."""
         would_reach = self.epsilon([release])
         if budget is not None and would_reach > budget:

@@ -218,6 +218,14 @@ class TrainSettings(StrictModel):
     )
     device: str = Field("auto", description="'auto' (GPU when present), 'cpu' or 'cuda'.")
     progress: bool = True
+    regime: Literal["full", "lora", "proximal"] = Field(
+        "full",
+        description="'full': every parameter trains; 'lora': only rank-`lora_rank` deltas "
+        "of the linear layers (small, low-rank task vectors); 'proximal': full training "
+        "plus `proximal_mu`/2 · ‖θ − θ0‖² (task vectors stay near θ0).",
+    )
+    lora_rank: int = Field(8, ge=1)
+    proximal_mu: float = Field(0.01, ge=0.0)
 
 
 class BaseSettings(StrictModel):

@@ -110,6 +110,7 @@ def _dp_fine_tune(
     sampling_rng: np.random.Generator,
     noise_generator: torch.Generator,
 ) -> FineTuneReport:
+    """:func:`dp_fine_tune` inside a forked random state."""
     device = text_embeddings.device
     inputs_np, targets_np = training_examples(domain, model.settings.max_len, users)
     schedule = _schedule(domain, len(inputs_np), settings.batch_size)
