@@ -63,3 +63,36 @@ def test_proximal_penalty_is_half_mu_squared_distance() -> None:
     with torch.no_grad():
         model.final_norm.bias.add_(2.0)  # 16 entries moved by 2: ||d||² = 64
     assert float(proximal_penalty(model, anchor, 0.5).detach()) == pytest.approx(0.25 * 64)
+
+
+def test_fine_tune_regimes_bound_the_task_vector() -> None:
+    """Same data and seed: LoRA changes linear weights by rank ≤ r and nothing else;
+    the proximal term keeps the model nearer θ0 than full fine-tuning."""
+    import numpy as np
+    from factories import make_domain
+
+    from silorec.scenario import EvaluationSettings, TrainSettings
+    from silorec.training import fine_tune
+
+    rng = np.random.default_rng(0)
+    domain = make_domain([list(rng.integers(0, 12, size=6)) for _ in range(40)], n_items=12)
+    text = torch.randn(12, 8, generator=torch.Generator().manual_seed(1))
+    theta0 = get_weights(build_model(SETTINGS, 8, seed=0))
+
+    def task_vector(regime: str, **extra: float) -> dict:
+        model = build_model(SETTINGS, 8, seed=0)
+        settings = TrainSettings(epochs=3, batch_size=8, lr=0.01, progress=False,
+                                 regime=regime, **extra)  # fmt: skip
+        fine_tune(model, domain, text, settings, EvaluationSettings(), early_stopping=False)
+        return {n: w - theta0[n] for n, w in get_weights(model).items()}
+
+    full, proximal = task_vector("full"), task_vector("proximal", proximal_mu=5.0)
+    lora = task_vector("lora", lora_rank=1)
+    norm = lambda tv: sum(float((v**2).sum()) for v in tv.values()) ** 0.5  # noqa: E731
+    assert 0 < norm(proximal) < norm(full)
+    assert norm(lora) > 0
+    for name, delta in lora.items():
+        if name.endswith(".weight") and delta.ndim == 2 and name != "recency.weight":
+            assert torch.linalg.matrix_rank(torch.from_numpy(delta), atol=1e-6) <= 1, name
+        else:
+            assert not delta.any(), f"{name} moved under LoRA"

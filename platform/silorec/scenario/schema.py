@@ -495,6 +495,11 @@ class Scenario(StrictModel):
                 f"federation.min_domains ({self.federation.min_domains}) exceeds the "
                 f"number of merged (not unseen) domains ({len(merged)})"
             )
+        if self.privacy.mechanism == "dp-sgd" and self.train.regime != "full":
+            raise ValueError(
+                f"train.regime '{self.train.regime}' cannot be combined with DP-SGD "
+                "(privacy.mechanism 'dp-sgd' clips and noises every parameter's gradient)"
+            )
         labels = [m.display_label for m in self.merges]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:

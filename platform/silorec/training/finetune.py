@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from silorec.models.inputs import pad_left
 from silorec.models.text_seq import PAD, TextSeqRec
 from silorec.progress import StepProgress
 from silorec.scenario.schema import EvaluationSettings, TrainSettings
+from silorec.training.regimes import training_regime
 
 EARLY_STOPPING_METRIC = "ndcg@10"
 
@@ -135,14 +137,19 @@ def fine_tune(
 
     ``epochs`` overrides ``settings.epochs`` (FedAvg rounds train a fixed, small number
     of epochs without early stopping). With early stopping the model ends holding the
-    best weights seen on validation. ``users`` restricts training and validation to
+    best weights seen on validation. ``settings.regime`` chooses what trains (see
+    :mod:`silorec.training.regimes`). ``users`` restricts training and validation to
     those users (the others are membership-inference non-members and must stay
     unseen). Seeded by ``settings.seed``; the caller's global random state is left as
     it was.
     """
     device = text_embeddings.device
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with (
+        torch.random.fork_rng(devices=devices),
+        training_regime(model, settings.regime, lora_rank=settings.lora_rank,
+                        proximal_mu=settings.proximal_mu) as penalty,
+    ):  # fmt: skip
         return _fine_tune(
             model,
             domain,
@@ -153,6 +160,7 @@ def fine_tune(
             early_stopping=early_stopping,
             label=label,
             users=users,
+            penalty=penalty,
         )
 
 
@@ -167,8 +175,10 @@ def _fine_tune(
     early_stopping: bool,
     label: str,
     users: np.ndarray | None,
+    penalty: Callable[[], torch.Tensor] | None,
 ) -> FineTuneReport:
-    """:func:`fine_tune` inside a forked random state (the caller's is untouched)."""
+    """:func:`fine_tune` inside a forked random state (the caller's is untouched) and
+    the training regime (``penalty``: its extra loss term, if any)."""
     device = text_embeddings.device
     inputs_np, targets_np = training_examples(domain, model.settings.max_len, users)
     if len(inputs_np) == 0:
@@ -179,7 +189,9 @@ def _fine_tune(
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
     )
     valid_users = evaluation_users(domain, settings.max_valid_users, settings.seed)
     if users is not None:
@@ -210,6 +222,8 @@ def _fine_tune(
             loss = next_item_loss(
                 model, text_embeddings, inputs[batch_t, -width:], targets[batch_t, -width:]
             )
+            if penalty is not None:
+                loss = loss + penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

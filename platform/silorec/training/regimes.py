@@ -13,7 +13,7 @@ vectors stay small and interfere less when merged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -63,11 +63,27 @@ def low_rank_training(model: nn.Module, rank: int, alpha: float | None = None) -
             linear.weight.requires_grad_(True)
 
 
-def proximal_penalty(
-    model: nn.Module, anchor: dict[str, torch.Tensor], mu: float
-) -> torch.Tensor:
+def proximal_penalty(model: nn.Module, anchor: dict[str, torch.Tensor], mu: float) -> torch.Tensor:
     """μ/2 · Σ ‖θ − θ0‖² over the model's parameters (``anchor`` = θ0 by name)."""
     total = sum(
         ((parameter - anchor[name]) ** 2).sum() for name, parameter in model.named_parameters()
     )
     return 0.5 * mu * total
+
+
+@contextmanager
+def training_regime(
+    model: nn.Module, regime: str, *, lora_rank: int, proximal_mu: float
+) -> Iterator[Callable[[], torch.Tensor] | None]:
+    """Set ``model`` up for the regime for the duration of the block; yields the extra
+    loss term to add at every step (None if the regime has none)."""
+    if regime == "lora":
+        with low_rank_training(model, lora_rank):
+            yield None
+    elif regime == "proximal":
+        anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
+        yield lambda: proximal_penalty(model, anchor, proximal_mu)
+    elif regime == "full":
+        yield None
+    else:  # guarded by the scenario schema
+        raise ValueError(f"unknown training regime '{regime}'")
