@@ -53,7 +53,9 @@ def test_readme_main_command_completes_the_default_scenario(tmp_path: Path) -> N
     domains = [d.name for d in scenario.domains]
     models = {"theta0", *(f"individual:{d}" for d in domains),
               *(m.display_label for m in scenario.merges)}  # fmt: skip
-    assert {m["method"] for m in results.merges} == {"average", "task_arithmetic", "ties", "dare"}
+    assert {m["method"] for m in results.merges} == {
+        "average", "task_arithmetic", "ties", "dare", "mergerec"
+    }
     for model in models:
         for domain in domains:
             assert results.value(model, domain, "test", "recall@10") is not None, (model, domain)
