@@ -1,6 +1,8 @@
-"""Small hand-made objects shared by tests."""
+"""Small hand-made objects and checks shared by tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -30,3 +32,20 @@ def make_domain(
         flat_items=np.array([i for s in sequences for i in s]),
         holdout=np.asarray(holdout),
     )
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live (not zombie) processes that mention ``text``, e.g. a
+    private FLWR_HOME: what a test that starts Flower processes must leave behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if text in cmdline and "State:\tZ" not in status:
+            found.append(f"{proc.name}: {cmdline}")
+    return found

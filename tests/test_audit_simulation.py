@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import processes_mentioning
 from hostile.project import hostile_project
 from test_audit_hostile import HOSTILE, LEAKS, check_blocked_run
-from test_flower_simulation import processes_mentioning
 
 from silorec.cli import main
 

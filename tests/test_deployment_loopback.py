@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from factories import processes_mentioning
 
 from silorec.deploy.topology import NodeEndpoint, Topology, host_layout, supernode_command
 from silorec.engine.deployment import (
@@ -48,22 +49,6 @@ def free_ports(count: int) -> list[int]:
         for probe in probes:
             probe.bind(("127.0.0.1", 0))
         return [int(p.getsockname()[1]) for p in probes]
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        if text in cmdline and "State:\tZ" not in status:
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import processes_mentioning
 
 from silorec.results import load_run
 
@@ -16,22 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "scenarios" / "tiny.toml"
 
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (e.g. a FLWR_HOME)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        if text in cmdline and "State:\tZ" not in status:
-            found.append(f"{proc.name}: {cmdline}")
-    return found
 
 
 def simulate(scenario: Path, out: Path, home: Path) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,7 @@ single source model (the best individual model on that domain) against each merg
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -176,28 +177,44 @@ def best_training_free_merge(results: RunResults, metric: str = "recall@10") -> 
     return None if means.empty else str(means.idxmax())
 
 
-def paired_comparisons(
-    results: RunResults, reference: str, split: str = "test", metric: str = "recall@10"
-) -> pd.DataFrame:
-    """Every other model against ``reference`` by paired t-tests over users: one row
-    per model and merged domain, plus ``(merged)`` pooling the merged domains' users.
-    Columns: model, domain, n, mean_diff (model − reference), p."""
+def accumulate_paired(
+    runs: Iterable[RunResults], reference: str, split: str, metric: str
+) -> dict[tuple[str, str], PairedSums]:
+    """Paired sums of every other model against ``reference`` on the merged domains of
+    ``runs``: keyed by (model, domain) and (model, :data:`POOLED_ROW`), the latter
+    pooling all merged domains' users (and every run's, for several seeds)."""
     sums: dict[tuple[str, str], PairedSums] = {}
-    merged = set(results.domains("merged"))
-    for entry in results.paired:
-        if entry["split"] != split or entry["metric"] != metric or entry["domain"] not in merged:
-            continue
-        if reference not in (entry["a"], entry["b"]):
-            continue
-        sign = 1.0 if entry["a"] != reference else -1.0
-        other = entry["a"] if sign > 0 else entry["b"]
-        domain_sums = PairedSums(int(entry["n"]), sign * float(entry["sum"]), float(entry["sumsq"]))
-        sums[(other, entry["domain"])] = domain_sums
-        pooled = sums.get((other, POOLED_ROW))
-        sums[(other, POOLED_ROW)] = domain_sums if pooled is None else pooled + domain_sums
+    for run in runs:
+        merged = set(run.domains("merged"))
+        for entry in run.paired:
+            if (entry["split"], entry["metric"]) != (split, metric) or entry[
+                "domain"
+            ] not in merged:
+                continue
+            if reference not in (entry["a"], entry["b"]):
+                continue
+            sign = 1.0 if entry["a"] != reference else -1.0
+            other = entry["a"] if sign > 0 else entry["b"]
+            part = PairedSums(int(entry["n"]), sign * float(entry["sum"]), float(entry["sumsq"]))
+            for key in ((other, entry["domain"]), (other, POOLED_ROW)):
+                sums[key] = part if key not in sums else sums[key] + part
+    return sums
+
+
+def paired_tests(sums: dict[tuple[str, str], PairedSums]) -> pd.DataFrame:
+    """A paired t-test per (model, domain): columns model, domain, n, mean_diff, p."""
     records = []
     for (model, domain), s in sums.items():
         test = paired_t_test(s)
         records.append({"model": model, "domain": domain, "n": test.n,
                         "mean_diff": test.mean_diff, "p": test.p})  # fmt: skip
     return pd.DataFrame.from_records(records, columns=["model", "domain", "n", "mean_diff", "p"])
+
+
+def paired_comparisons(
+    results: RunResults, reference: str, split: str = "test", metric: str = "recall@10"
+) -> pd.DataFrame:
+    """Every other model against ``reference`` by paired t-tests over users: one row
+    per model and merged domain, plus :data:`POOLED_ROW` pooling the merged domains'
+    users. Columns: model, domain, n, mean_diff (model − reference), p."""
+    return paired_tests(accumulate_paired([results], reference, split, metric))

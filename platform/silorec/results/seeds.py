@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from silorec.evaluation.paired import PairedSums, paired_t_test
-from silorec.results.analysis import best_training_free_merge, gain_share
+from silorec.results.analysis import (
+    POOLED_ROW,
+    accumulate_paired,
+    best_training_free_merge,
+    gain_share,
+    paired_tests,
+)
 from silorec.results.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from silorec.results.schema import MEAN_MERGED, RunResults, metric_display
 
@@ -49,27 +54,7 @@ def pooled_paired_tests(
 ) -> pd.DataFrame:
     """Every model against ``reference``, per merged domain and pooled over merged
     domains, with users of every seed pooled: model, domain, n, mean_diff, p."""
-    sums: dict[tuple[str, str], PairedSums] = {}
-    for run in runs:
-        merged = set(run.domains("merged"))
-        for entry in run.paired:
-            if (entry["split"], entry["metric"]) != (split, metric) or entry[
-                "domain"
-            ] not in merged:
-                continue
-            if reference not in (entry["a"], entry["b"]):
-                continue
-            sign = 1.0 if entry["a"] != reference else -1.0
-            other = entry["a"] if sign > 0 else entry["b"]
-            part = PairedSums(int(entry["n"]), sign * float(entry["sum"]), float(entry["sumsq"]))
-            for key in ((other, entry["domain"]), (other, "(merged)")):
-                sums[key] = part if key not in sums else sums[key] + part
-    records = []
-    for (model, domain), s in sums.items():
-        test = paired_t_test(s)
-        records.append({"model": model, "domain": domain, "n": test.n,
-                        "mean_diff": test.mean_diff, "p": test.p})  # fmt: skip
-    return pd.DataFrame.from_records(records, columns=["model", "domain", "n", "mean_diff", "p"])
+    return paired_tests(accumulate_paired(runs, reference, split, metric))
 
 
 def reference_merge(runs: Sequence[RunResults], metric: str = "recall@10") -> str | None:
@@ -155,7 +140,7 @@ def _significance_lines(runs: Sequence[RunResults]) -> list[str]:
         frame = pooled_paired_tests(runs, reference, "test", metric)
         if frame.empty:
             continue
-        domains = [d for d in runs[0].domains("merged") if d in set(frame["domain"])] + ["(merged)"]
+        domains = [d for d in runs[0].domains("merged") if d in set(frame["domain"])] + [POOLED_ROW]
         lines += [f"### {metric_display(metric)}", "", "| model | " + " | ".join(domains) + " |",
                   "| :--- | " + " | ".join("---:" for _ in domains) + " |"]  # fmt: skip
         for model in dict.fromkeys(frame["model"]):
