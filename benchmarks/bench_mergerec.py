@@ -46,8 +46,9 @@ def figures(run: RunResults, learned: str) -> dict[str, float]:
         "learned": float(test.loc[learned, MEAN_MERGED]),
         "reference": float(test.loc[reference, MEAN_MERGED]),
         "individual": float(statistics.mean(individual)),
-        "seconds": float(next(m["diagnostics"]["seconds"] for m in run.merges
-                              if m["label"] == learned)),  # fmt: skip
+        "seconds": float(
+            next(m["diagnostics"]["seconds"] for m in run.merges if m["label"] == learned)
+        ),  # fmt: skip
     }
     for record in unseen_transfer(run, "test", "recall@10").to_dict("records"):
         out[f"unseen:{record['domain']}:learned"] = float(record[learned])

@@ -41,11 +41,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Applied to every variant: the study is about merges, not the reference baselines.
+COMMON = {"baselines.fedavg_rounds": 0, "baselines.joint": False}
+
+
 def variant_scenario(base: Path, name: str, overrides: dict[str, Any], folder: Path) -> Path:
     """Write the base scenario with ``overrides`` applied as ``<folder>/<name>.toml``."""
     data = tomllib.loads(base.read_text(encoding="utf-8"))
     data["name"] = f"{data['name']}-{name}"
-    for dotted, value in overrides.items():
+    for dotted, value in {**COMMON, **overrides}.items():
         section, key = dotted.split(".")
         data.setdefault(section, {})[key] = value
     data.setdefault("data", {}).setdefault("root", str(base.parent))  # env var still wins
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
               f"best training-free {row['best training-free']:.4f} ({row['reference']})")  # fmt: skip
         for key, value in row.items():
             if key not in {"variant", "individual", "theta0", "best training-free", "reference"}:
-                print(f"  {key:60s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+                print(
+                    f"  {key:60s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}"
+                )
     return 0
 
 

@@ -67,5 +67,9 @@ def test_platform_is_only_a_source_root() -> None:
 def test_apps_are_thin() -> None:
     """The Flower apps only route messages; the logic lives in silorec."""
     for path in [ROOT / "clients" / "app.py", ROOT / "server" / "app.py"]:
-        code = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith(("#", '"""'))]
+        code = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith(("#", '"""'))
+        ]
         assert len(code) < 40, f"{path} has {len(code)} lines of code"

@@ -193,7 +193,6 @@ def test_image_builds_from_any_base_offline_and_compose_passes_only_its_argument
     assert "apt-get install" in dockerfile and "python3-venv" in dockerfile
 
 
-
 def project_files() -> dict[str, bytes | Path]:
     """The project's files as ``flwr run`` collects them, without the virtualenv and
     caches (walking those takes longer than the test)."""

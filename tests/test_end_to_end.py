@@ -54,7 +54,11 @@ def test_readme_main_command_completes_the_default_scenario(tmp_path: Path) -> N
     models = {"theta0", *(f"individual:{d}" for d in domains),
               *(m.display_label for m in scenario.merges)}  # fmt: skip
     assert {m["method"] for m in results.merges} == {
-        "average", "task_arithmetic", "ties", "dare", "mergerec"
+        "average",
+        "task_arithmetic",
+        "ties",
+        "dare",
+        "mergerec",
     }
     for model in models:
         for domain in domains:
@@ -63,7 +67,9 @@ def test_readme_main_command_completes_the_default_scenario(tmp_path: Path) -> N
 
 
 @pytest.mark.shared_data
-def test_amazon_data_end_to_end_small(amazon_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_amazon_data_end_to_end_small(
+    amazon_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """Real MergeRec archives through the whole pipeline (tiny subsample)."""
     monkeypatch.setenv("SILOREC_AMAZON_DIR", str(amazon_dir))
     scenario = ROOT / "tests" / "scenarios" / "amazon_small.toml"
@@ -111,7 +117,9 @@ def test_a_run_that_fails_says_why(tmp_path: Path, capsys) -> None:
 
 def test_a_bad_scenario_is_rejected_before_anything_runs(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text((ROOT / "scenarios" / "quickstart.toml").read_text().replace("epochs = 20", "epoch = 20"))
+    bad.write_text(
+        (ROOT / "scenarios" / "quickstart.toml").read_text().replace("epochs = 20", "epoch = 20")
+    )
     assert main(["run", str(bad), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "train.epoch: unknown key" in err and str(bad) in err

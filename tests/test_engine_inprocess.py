@@ -61,7 +61,8 @@ def test_every_model_is_evaluated_on_every_domain_and_split(tiny_run: Path) -> N
     assert {(r.model, r.domain, r.split) for r in results.rows} == expected
     for row in results.rows:
         assert set(row.metrics) == {
-            *(f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50)), "mrr"
+            *(f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 50)),
+            "mrr",
         }
         assert row.n_users == 60  # every synthetic user is evaluable
         assert row.domain_role == ("unseen" if row.domain in UNSEEN else "merged")
@@ -73,9 +74,7 @@ def test_every_model_is_evaluated_on_every_domain_and_split(tiny_run: Path) -> N
 def test_only_merged_domains_upload_models(tiny_run: Path) -> None:
     results = load_run(tiny_run)
     nodes = {n.domain: n for n in results.nodes}
-    model_bytes = 4 * sum(
-        int(np.prod(v)) for v in _weight_shapes(results.scenario).values()
-    )
+    model_bytes = 4 * sum(int(np.prod(v)) for v in _weight_shapes(results.scenario).values())
     for name in MERGED:
         assert nodes[name].status == "ok"
         # θ0 down, 8 models down for evaluation; weights + item embeddings up.
@@ -86,7 +85,9 @@ def test_only_merged_domains_upload_models(tiny_run: Path) -> None:
     # shows every record it received from that node).
     assert nodes["delta"].bytes_received < model_bytes
     assert nodes["delta"].role == "unseen"
-    received = [json.loads(line) for line in (tiny_run / "audit" / "server.jsonl").read_text().splitlines()]
+    received = [
+        json.loads(line) for line in (tiny_run / "audit" / "server.jsonl").read_text().splitlines()
+    ]
     from_delta = [e for e in received if e.get("node_id") == nodes["delta"].node_id
                   and e.get("event") == "received"]  # fmt: skip
     assert from_delta and all(r["kind"] != "array" for e in from_delta for r in e["records"])

@@ -77,7 +77,9 @@ def test_mergerec_loss_matches_a_hand_computation() -> None:
         for i in range(2)
     ])  # fmt: skip
     expected = ce + alpha * temperature**2 * kl
-    assert float(mergerec_loss(student, teacher, temperature, alpha)) == pytest.approx(expected, rel=1e-5)
+    assert float(mergerec_loss(student, teacher, temperature, alpha)) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_mergerec_loss_is_the_cross_entropy_when_student_equals_teacher() -> None:

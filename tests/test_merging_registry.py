@@ -32,7 +32,9 @@ def test_builtin_methods_are_available_and_described() -> None:
 
 
 def test_unknown_method_lists_the_available_ones() -> None:
-    with pytest.raises(ValueError, match="adamerging, average, dare, mergerec, task_arithmetic, ties") as info:
+    with pytest.raises(
+        ValueError, match="adamerging, average, dare, mergerec, task_arithmetic, ties"
+    ) as info:
         get_method("tie")
     assert "did you mean 'ties'" in str(info.value)
     with pytest.raises(ValueError, match="unknown merge method"):

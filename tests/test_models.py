@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from silorec.models import (
     MODEL_KINDS,
     PAD,
+    TextEncoderRec,
     TextSeqRec,
     WeightsError,
     build_model,
@@ -197,7 +198,7 @@ def test_adaptor_kinds() -> None:
     assert {"adaptor.layers.0.weight", "adaptor.layers.3.weight"} <= set(mlp.state_dict())
     with pytest.raises(ValueError, match="unknown adaptor kind 'conv'"):
         TextAdaptor(TEXT_DIM, 16, "conv", 0.1)
-    assert MODEL_KINDS == {"text-seq": TextSeqRec}
+    assert MODEL_KINDS == {"text-seq": TextSeqRec, "text-encoder": TextEncoderRec}
 
 
 # -- build_model -----------------------------------------------------------------

@@ -73,8 +73,9 @@ def describe(message: Message, context: Context, app_dir: Path) -> Message:
 
 
 def train(message: Message, context: Context, app_dir: Path) -> Message:
-    """Fine-tune from the received weights; reply with weights, item embeddings and
-    scalar metrics. An unseen domain refuses: it must never upload anything."""
+    """Fine-tune from the received weights; reply with weights, item embeddings,
+    scalar metrics and, where the scenario needs them on the server, the catalogue's
+    item texts. An unseen domain refuses: it must never upload anything."""
     node = node_for(context, app_dir)
     if node.spec.unseen:
         raise PermissionError(f"domain '{node.name}' is unseen: it does not train or upload")
@@ -111,6 +112,8 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
             protocol.METRICS: metrics_record(metrics),
         }
     )
+    if outcome.item_texts is not None:
+        content[protocol.ITEM_TEXTS] = ConfigRecord({protocol.ITEM_TEXTS_KEY: outcome.item_texts})
     return Message(content, reply_to=message)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 #: Query: prepare the domain and report sizes (answers "which domain are you?").
 DESCRIBE = "query.describe"
-#: Train from the sent weights; reply with new weights, item embeddings, metrics.
+#: Train from the sent weights; reply with new weights, item embeddings (and item
+#: texts, see ITEM_TEXTS), metrics.
 TRAIN = "train"
 #: Evaluate every sent model; reply with metrics only.
 EVALUATE = "evaluate"
@@ -20,6 +21,10 @@ INFO = "info"  # ConfigRecord: strings about the node (node -> server)
 WEIGHTS = "weights"  # ArrayRecord: model parameters, name -> array
 ITEM_EMBEDDINGS = "item_embeddings"  # ArrayRecord: {"text": float32 [n_items, dim]}
 ITEM_EMBEDDINGS_ARRAY = "text"
+# ConfigRecord {"texts": list[str]}: the catalogue's item texts, one per item. Only a
+# text-encoder scenario with a learned merge sends them (its pseudo-users are texts).
+ITEM_TEXTS = "item_texts"
+ITEM_TEXTS_KEY = "texts"
 METRICS = "metrics"  # MetricRecord: scalars
 MODEL_PREFIX = "model:"  # evaluate request: one ArrayRecord per model label
 RESULT_PREFIX = "result:"  # evaluate reply: one MetricRecord per model label

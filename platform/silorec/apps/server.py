@@ -1,5 +1,6 @@
 """The merge server's workflow (ServerApp ``main``): it sees weights, item-text
-embeddings and scalar metrics, never an interaction.
+embeddings (and, for a text-encoder model with a learned merge, the item texts) and
+scalar metrics, never an interaction.
 
 1. connect: wait for one node per domain;
 2. describe: each node prepares its domain and says which one it holds;
@@ -49,11 +50,13 @@ from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
 from silorec.evaluation.paired import PAIRED_METRICS
 from silorec.logs import get_logger
 from silorec.merging.base import MergeContext
+from silorec.merging.registry import get_method
 from silorec.merging.registry import merge as merge_models
 from silorec.models import (
     Weights,
     WeightsError,
     build_model,
+    catalogue_inputs,
     check_weights,
     get_weights,
     to_numpy,
@@ -137,6 +140,7 @@ class MergeServer:
         self.paired: list[dict[str, Any]] = []
         self.text_dim: int | None = None
         self.item_embeddings: dict[str, np.ndarray] = {}
+        self.item_texts: dict[str, list[str]] = {}
         self.started_at = now_iso()
 
     # -- bookkeeping -----------------------------------------------------------
@@ -369,6 +373,8 @@ class MergeServer:
             for name, (weights, reply) in replies.items():
                 try:
                     self.item_embeddings[name] = self._item_embeddings(name, reply)
+                    if self.scenario.uploads_item_texts:
+                        self.item_texts[name] = self._item_texts(name, reply)
                 except ValueError as exc:
                     self._fail("fine-tune", f"rejected upload: {exc}", name, status="rejected")
                     continue
@@ -391,6 +397,18 @@ class MergeServer:
             raise ValueError("item embeddings contain NaN or Inf")
         return array
 
+    def _item_texts(self, name: str, reply: RecordDict) -> list[str]:
+        """The catalogue texts a node uploaded, checked: one string per item it
+        reported (a text-encoder's learned merges encode them)."""
+        record = reply.config_records.get(protocol.ITEM_TEXTS)
+        texts = None if record is None else record.get(protocol.ITEM_TEXTS_KEY)
+        n_items = int(self.domains[name].info["n_items"])
+        if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+            raise ValueError(f"no item texts (a list of strings in '{protocol.ITEM_TEXTS}')")
+        if len(texts) != n_items:
+            raise ValueError(f"{len(texts)} item texts, expected one per item ({n_items})")
+        return texts
+
     def merge(self, theta0: Weights, individual: Mapping[str, Weights]) -> dict[str, Weights]:
         """Run every merge method of the scenario on the uploaded models."""
         with self._phase("merge"):
@@ -406,7 +424,8 @@ class MergeServer:
             merged: dict[str, Weights] = {}
             for spec in self.scenario.merges:
                 label = spec.display_label
-                context = self._merge_context(order)
+                learned = get_method(spec.method).needs_context
+                context = self._merge_context(order) if learned else None
                 started = time.perf_counter()
                 try:
                     result = merge_models(
@@ -420,19 +439,24 @@ class MergeServer:
                 seconds = time.perf_counter() - started
                 info = {"label": label, "method": spec.method, "params": spec.params,
                         "domains": order, "seconds": round(seconds, 4)}  # fmt: skip
-                if context.diagnostics:
+                if context is not None and context.diagnostics:
                     info["diagnostics"] = context.diagnostics
                 self.merge_info.append(info)
                 log.info("merged %s (%.2f s)", label, seconds)
             return merged
 
     def _merge_context(self, order: list[str]) -> MergeContext:
-        """What learned merges may use: the model and each domain's uploaded item
-        embeddings (training-free merges ignore it)."""
+        """What learned merges may use: the model, and each domain's item inputs for
+        it and text embeddings, from what its node uploaded (training-free merges
+        ignore it)."""
         assert self.text_dim is not None
         text_dim, settings = self.text_dim, self.scenario.model
         return MergeContext(
-            item_inputs=[torch.from_numpy(self.item_embeddings[name]) for name in order],
+            item_inputs=[
+                catalogue_inputs(settings, self.item_embeddings[name], self.item_texts.get(name))
+                for name in order
+            ],
+            item_embeddings=[torch.from_numpy(self.item_embeddings[name]) for name in order],
             build_model=lambda: build_model(settings, text_dim, seed=0),
             device=resolve_device(self.scenario.train.device),
             log=log.info,

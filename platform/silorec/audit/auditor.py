@@ -51,6 +51,7 @@ SCENARIO_COPY = "scenario.toml"
 DATA_KINDS = {
     protocol.WEIGHTS: "model weights",
     protocol.ITEM_EMBEDDINGS: "item text embeddings",
+    protocol.ITEM_TEXTS: "item texts",
     protocol.METRICS: "scalar metrics",
     protocol.PAIRS: "scalar metrics",
     protocol.INFO: "domain name",
@@ -235,7 +236,10 @@ def _replay(
             )
             continue
         expected = expectations_from_logs(
-            domain, entries, lambda dim: model_weight_spec(scenario.model, dim)
+            domain,
+            entries,
+            lambda dim: model_weight_spec(scenario.model, dim),
+            item_texts_allowed=scenario.uploads_item_texts,
         )
         if expected is None:
             notes.append(

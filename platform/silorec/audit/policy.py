@@ -4,8 +4,11 @@ Per message type of :mod:`silorec.apps.protocol`:
 
 - describe: ``info`` {domain: str, unseen: bool} and ``metrics`` (float scalars);
 - train: ``info`` {domain}, ``weights`` (exactly the model's own parameters: names,
-  shapes, float32), ``item_embeddings`` {"text": float32 [n_items, text_dim]} and
-  ``metrics`` (float scalars);
+  shapes, float32), ``item_embeddings`` {"text": float32 [n_items, text_dim]},
+  ``metrics`` (float scalars) and, only where the scenario needs the catalogue's texts
+  on the server (a text-encoder model with a learned merge), ``item_texts``
+  {"texts": exactly n_items strings}, which the node's guard also requires to be its
+  own catalogue's texts;
 - evaluate: ``info`` {domain}, one ``result:<label>`` metric record per model, keyed
   ``<split>/<metric>``, and ``pairs``: paired-comparison sums keyed
   ``<split>/<metric>/<i>/<j>/<statistic>``.
@@ -44,12 +47,20 @@ PAIR_KEY = re.compile(
 class WireExpectations:
     """What this node's replies must match: its domain, the model's parameters, and the
     catalogue size and text dimension (``None`` when not known, e.g. a node that
-    never described itself; then that dimension is not checked)."""
+    never described itself; then that dimension is not checked).
+
+    ``item_texts_allowed``: whether train replies may carry the catalogue's item texts
+    (see :attr:`silorec.scenario.Scenario.uploads_item_texts`); ``catalogue_texts``:
+    the texts they must then be, exactly (the node's guard knows them; a replay from
+    the logs does not, and checks their count and types only).
+    """
 
     domain: str
     weights: WeightSpec
     n_items: int | None = None
     text_dim: int | None = None
+    item_texts_allowed: bool = False
+    catalogue_texts: tuple[str, ...] | None = None
 
 
 RecordRule = Callable[[RecordInfo, WireExpectations], list[Violation]]
@@ -191,6 +202,49 @@ def _item_embeddings(record: RecordInfo, expected: WireExpectations) -> list[Vio
     return violations
 
 
+def _item_texts(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """``texts``: a list of exactly n_items strings, the node's own catalogue texts
+    when known, and only where the scenario allows item texts at all."""
+    if not expected.item_texts_allowed:
+        return [
+            Violation(
+                "allow-list",
+                f"record '{record.name}'",
+                "item texts may only leave a node of a 'text-encoder' scenario with a "
+                "learned merge",
+            )
+        ]
+    violations = _kind_is(record, "config")
+    for key, value in record.entries.items():
+        where = f"config '{record.name}' key '{key}'"
+        if key != protocol.ITEM_TEXTS_KEY:
+            violations.append(
+                Violation("allow-list", where, f"is not allowed ({_value_kind(value)})")
+            )
+        elif not (isinstance(value, list) and all(type(v) is str for v in value)):
+            violations.append(
+                Violation("type", where, f"is {_value_kind(value)}, expected list[str]")
+            )
+        elif expected.n_items is not None and len(value) != expected.n_items:
+            violations.append(
+                Violation(
+                    "shape",
+                    where,
+                    f"has {len(value)} texts, expected one per item ({expected.n_items})",
+                )
+            )
+        elif expected.catalogue_texts is not None and tuple(value) != expected.catalogue_texts:
+            differing = sum(a != b for a, b in zip(value, expected.catalogue_texts, strict=False))
+            violations.append(
+                Violation(
+                    "value",
+                    where,
+                    f"{differing} of {len(value)} texts are not this node's catalogue texts",
+                )
+            )
+    return violations
+
+
 _RULES: dict[str, dict[str, RecordRule]] = {
     protocol.DESCRIBE: {
         protocol.INFO: _info({"domain": str, "unseen": bool}),
@@ -200,6 +254,7 @@ _RULES: dict[str, dict[str, RecordRule]] = {
         protocol.INFO: _info({"domain": str}),
         protocol.WEIGHTS: _weights,
         protocol.ITEM_EMBEDDINGS: _item_embeddings,
+        protocol.ITEM_TEXTS: _item_texts,
         protocol.METRICS: _scalar_metrics,
     },
     protocol.EVALUATE: {

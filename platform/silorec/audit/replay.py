@@ -79,10 +79,16 @@ def verdict_findings(replies: Iterable[LogEntry]) -> list[Finding]:
 
 
 def expectations_from_logs(
-    domain: str, replies: Iterable[LogEntry], weights_for: Callable[[int], WeightSpec]
+    domain: str,
+    replies: Iterable[LogEntry],
+    weights_for: Callable[[int], WeightSpec],
+    *,
+    item_texts_allowed: bool = False,
 ) -> WireExpectations | None:
     """What a node's replies must match, from its logged describe reply (None when
-    there is none: then its replies cannot be judged)."""
+    there is none: then its replies cannot be judged). ``item_texts_allowed``: the
+    run's scenario lets train replies carry the catalogue's texts (their content cannot
+    be checked here, only their count and types)."""
     for entry in replies:
         if entry.message_type == protocol.DESCRIBE and entry.error is None:
             metrics = entry.payload.record(protocol.METRICS)
@@ -93,7 +99,9 @@ def expectations_from_logs(
                 n_items = int(metrics.entries["n_items"])
             except (KeyError, TypeError, ValueError):
                 continue
-            return WireExpectations(domain, weights_for(text_dim), n_items, text_dim)
+            return WireExpectations(
+                domain, weights_for(text_dim), n_items, text_dim, item_texts_allowed
+            )
     return None
 
 

@@ -10,8 +10,8 @@ import torch
 
 from silorec.data.domain import DomainData, Split
 from silorec.evaluation.metrics import ranking_metrics, target_ranks
+from silorec.models import ItemInputs, Recommender
 from silorec.models.inputs import pad_left
-from silorec.models.text_seq import TextSeqRec
 from silorec.scenario.schema import EvaluationSettings
 
 
@@ -40,21 +40,24 @@ def evaluation_users(domain: DomainData, max_users: int | None, seed: int) -> np
 
 @torch.no_grad()
 def evaluate(
-    model: TextSeqRec,
+    model: Recommender,
     domain: DomainData,
-    text_embeddings: torch.Tensor,
+    item_inputs: ItemInputs,
     split: Split,
     settings: EvaluationSettings,
     users: np.ndarray,
 ) -> EvalResult:
-    """Rank every item of the domain for each user and score the held-out target."""
+    """Rank every item of the domain for each user and score the held-out target.
+
+    ``item_inputs`` are what ``model`` encodes the domain's items from (see
+    :mod:`silorec.models`); every item is encoded once."""
     if len(users) == 0:
         raise ValueError(f"domain '{domain.name}' has no evaluable users")
     was_training = model.training
     model.eval()
-    device = text_embeddings.device
+    device = item_inputs.device
     try:
-        item_repr = model.encode_items(text_embeddings)
+        item_repr = model.encode_items(item_inputs)
         max_len = model.settings.max_len
         cases = [domain.eval_case(int(u), split) for u in users]
         # Users of similar length share a batch, trimmed to its longest input (most
@@ -68,7 +71,7 @@ def evaluate(
             batch = [cases[r] for r in rows]
             inputs = torch.from_numpy(pad_left([c[0] for c in batch], width)).to(device)
             targets = torch.tensor([c[1] for c in batch], device=device)
-            states = model.encode_sequences(item_repr, inputs)[:, -1]
+            states = model.encode_histories(item_inputs, item_repr, inputs)
             scores = model.scores(states, item_repr)
             excluded = None
             if settings.exclude_history:

@@ -33,17 +33,26 @@ P = TypeVar("P", bound=MergeParams)
 @dataclass
 class MergeContext:
     """What a *learned* merge needs beyond the weights: the model and, for each
-    fine-tuned model (same order), its domain's item inputs as the node uploaded them
-    (the catalogue's frozen text embeddings). Training-free methods never see it.
+    fine-tuned model (same order), its domain's item inputs built from what the node
+    uploaded (what the model encodes items from: the catalogue's frozen text
+    embeddings for text-seq, its tokenised item texts for text-encoder; see
+    :mod:`silorec.models`). Training-free methods never see it.
 
+    ``item_embeddings`` are the catalogues' frozen text embeddings, which pseudo-user
+    sampling clusters; ``None`` when the item inputs are those embeddings (text-seq).
     A method records what it learned (coefficients, loss curve) in ``diagnostics``.
     """
 
-    item_inputs: Sequence[torch.Tensor]
+    item_inputs: Sequence[Any]
     build_model: Callable[[], torch.nn.Module]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: Callable[[str], None] | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    item_embeddings: Sequence[torch.Tensor] | None = None
+
+    def catalogue_embeddings(self) -> Sequence[torch.Tensor]:
+        """Each domain's frozen text embeddings, [n_items, text_dim]."""
+        return self.item_inputs if self.item_embeddings is None else self.item_embeddings
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,15 @@ class TextSeqRec(nn.Module):
             x = block(x, blocked)
         return F.normalize(self.final_norm(x), dim=-1)
 
+    def encode_histories(
+        self, item_inputs: torch.Tensor, item_repr: torch.Tensor, histories: torch.Tensor
+    ) -> torch.Tensor:
+        """The common history interface (see :mod:`silorec.models`): unit-norm states
+        [B, d] of ``histories`` ([B, L], left-padded with :data:`PAD`), the last state
+        of :meth:`encode_sequences`. This model reads histories through the item
+        representations, so ``item_inputs`` is not needed."""
+        return self.encode_sequences(item_repr, histories)[:, -1]
+
     @staticmethod
     def _attention_mask(padding: torch.Tensor) -> torch.Tensor:
         """Block future keys and padded keys; every query keeps its own key so that

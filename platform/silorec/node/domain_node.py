@@ -2,7 +2,8 @@
 its item texts, fine-tune a model from given weights, evaluate given models.
 
 Raw interactions stay inside this object. What leaves it is weights, the catalogue's
-text embeddings (no identifiers) and scalar metrics. With differential privacy
+text embeddings (no identifiers), scalar metrics and, only in a text-encoder scenario
+with a learned merge, the catalogue's item texts. With differential privacy
 (:mod:`silorec.node.privacy`) every upload is accounted in the domain's privacy ledger
 before it leaves, and refused when it would exceed the budget.
 """
@@ -21,7 +22,15 @@ import torch
 from silorec.data.cache import resolve_cache_dir
 from silorec.data.prepare import PreparedDomain, prepare_domain
 from silorec.evaluation.protocol import EvalResult, evaluate, evaluation_users
-from silorec.models import TextSeqRec, Weights, build_model, get_weights, set_weights
+from silorec.models import (
+    ItemInputs,
+    Recommender,
+    Weights,
+    build_model,
+    catalogue_inputs,
+    get_weights,
+    set_weights,
+)
 from silorec.node.canaries import Canaries, canaries_for, plant_canaries
 from silorec.node.guard import DomainScanners, NodeGuard
 from silorec.node.privacy import NodePrivacy, ReleasePlan, audit_scalars, ledger_scalars
@@ -37,12 +46,14 @@ from silorec.training.dp_finetune import DpSgdParams, dp_fine_tune
 @dataclass(frozen=True)
 class TrainOutcome:
     """What a node sends back after local training: the released weights (with DP,
-    the private ones), the catalogue embeddings and the reply's scalar metrics."""
+    the private ones), the catalogue embeddings, the reply's scalar metrics and, when
+    the scenario uploads them, the catalogue's item texts."""
 
     weights: Weights
     item_embeddings: np.ndarray
     report: FineTuneReport
     metrics: dict[str, float]
+    item_texts: list[str] | None = None
 
 
 class DomainNode:
@@ -108,17 +119,27 @@ class DomainNode:
         )
 
     @cached_property
+    def item_texts(self) -> list[str]:
+        """The catalogue's item texts, one per item (the scenario's text fields)."""
+        return self.prepared.domain.items.texts(self.scenario.text.fields)
+
+    @cached_property
     def item_embeddings(self) -> np.ndarray:
         """Frozen text embeddings of the catalogue, [n_items, text_dim] float32."""
         started = time.perf_counter()
-        texts = self.prepared.domain.items.texts(self.scenario.text.fields)
-        embeddings = embed_texts(texts, make_encoder(self.scenario.text), self.cache_dir)
+        embeddings = embed_texts(self.item_texts, make_encoder(self.scenario.text), self.cache_dir)
         self.preparation_seconds += time.perf_counter() - started
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
     @cached_property
     def _text_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.item_embeddings).to(self.device)
+
+    @cached_property
+    def _item_inputs(self) -> ItemInputs:
+        """What the scenario's model encodes this catalogue from (see silorec.models)."""
+        inputs = catalogue_inputs(self.scenario.model, self.item_embeddings, self.item_texts)
+        return inputs.to(self.device)
 
     def describe(self) -> dict[str, float]:
         """Prepare everything and report sizes (scalars only)."""
@@ -136,7 +157,7 @@ class DomainNode:
         stats["preparation_seconds"] = self.preparation_seconds
         return stats
 
-    def _model(self, weights: Mapping[str, np.ndarray]) -> TextSeqRec:
+    def _model(self, weights: Mapping[str, np.ndarray]) -> Recommender:
         model = build_model(self.scenario.model, self.item_embeddings.shape[1], seed=0)
         set_weights(model, weights)
         return model.to(self.device)
@@ -185,10 +206,11 @@ class DomainNode:
                 self._model(released), self._text_tensor, self.scenario.evaluation.batch_size
             )
             metrics.update(audit_scalars(audit))
-        return TrainOutcome(released, self.item_embeddings, report, metrics)
+        texts = self.item_texts if self.scenario.uploads_item_texts else None
+        return TrainOutcome(released, self.item_embeddings, report, metrics, texts)
 
     def _fit(
-        self, model: TextSeqRec, plan: ReleasePlan, epochs: int, early_stopping: bool, label: str
+        self, model: Recommender, plan: ReleasePlan, epochs: int, early_stopping: bool, label: str
     ) -> FineTuneReport:
         """Train ``model`` in place: DP-SGD (fixed epochs) or the usual fine-tuning,
         on the users training may see."""
@@ -206,7 +228,7 @@ class DomainNode:
         return fine_tune(
             model,
             self.prepared.domain,
-            self._text_tensor,
+            self._item_inputs,
             self.scenario.train,
             self.scenario.evaluation,
             epochs=epochs,
@@ -226,7 +248,7 @@ class DomainNode:
             model = self._model(weights)
             results[label] = {
                 split: evaluate(
-                    model, self.prepared.domain, self._text_tensor, split, settings, users
+                    model, self.prepared.domain, self._item_inputs, split, settings, users
                 )
                 for split in splits
             }

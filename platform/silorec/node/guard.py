@@ -2,7 +2,9 @@
 reply before it may leave (node side: it knows the domain's data).
 
 - the wire policy (:mod:`silorec.audit.policy`) with this node's expectations: its
-  domain, the model's parameters, its catalogue size and text dimension; its type
+  domain, the model's parameters, its catalogue size and text dimension (and, where
+  the scenario uploads item texts, the catalogue's own texts, the only ones that may
+  leave); its type
   rules are detector (a): no integer or boolean arrays, no strings or bytes beyond
   the allow-list;
 - detector (b), a byte scan of every array, string, bytes value, key and name for
@@ -110,11 +112,16 @@ class NodeGuard:
         cls, scenario: Scenario, domain: DomainData, text_dim: int, scanners: DomainScanners
     ) -> NodeGuard:
         """The guard of a node holding ``domain`` with ``text_dim``-sized embeddings."""
+        texts_allowed = scenario.uploads_item_texts
         expectations = WireExpectations(
             domain=domain.name,
             weights=model_weight_spec(scenario.model, text_dim),
             n_items=domain.n_items,
             text_dim=text_dim,
+            item_texts_allowed=texts_allowed,
+            catalogue_texts=(
+                tuple(domain.items.texts(scenario.text.fields)) if texts_allowed else None
+            ),
         )
         return cls(expectations, scanners)
 

@@ -11,6 +11,7 @@ budget, not a silently larger ε.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,7 +80,7 @@ def ledger_scalars(ledger: PrivacyLedger) -> dict[str, float]:
     """The ledger's total ε at δ and its number of releases, as reply metrics."""
     total = ledger.epsilon()
     out = {PRIVACY_DELTA: ledger.delta, PRIVACY_RELEASES: float(len(ledger.releases))}
-    if np.isinf(total):
+    if math.isinf(total):
         out[PRIVACY_EPSILON_UNBOUNDED] = 1.0
     else:
         out[PRIVACY_EPSILON] = total

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from silorec.text.encoders import MINILM_DIM, MINILM_LAYERS, MINILM_MAX_TOKENS
+
 DOMAIN_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 
 
@@ -163,37 +165,103 @@ class TextSettings(StrictModel):
     hashing_dim: int = Field(384, ge=8, description="Output size of the hashing encoder.")
 
 
+#: Fields that only one model kind uses; giving another kind a non-default value is an
+#: error rather than silently ignored.
+TEXT_SEQ_FIELDS = ("layers", "heads", "adaptor", "init")
+TEXT_ENCODER_FIELDS = ("encoder_layers", "max_item_tokens", "max_sequence_tokens", "negatives")
+
+
 class ModelSettings(StrictModel):
     """The text-based sequential recommender. Every trainable parameter is
     domain-agnostic (no item-ID tables), so domain models can be merged and serve
-    unseen domains."""
+    unseen domains.
 
-    kind: Literal["text-seq"] = "text-seq"
-    dim: int = Field(64, ge=8)
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    max_len: int = Field(50, ge=2)
+    Two kinds share ``dim``, ``max_len``, ``dropout`` and ``temperature``:
+    ``text-seq``, a small adaptor + causal transformer over frozen text embeddings
+    (fast on CPU), and ``text-encoder``, the paper's backbone family: the text encoder
+    (all-MiniLM-L6-v2) itself fine-tuned end to end, a history being the texts of its
+    items, most recent first (as BLaIR in MergeRec).
+    """
+
+    kind: Literal["text-seq", "text-encoder"] = Field(
+        "text-seq",
+        description="'text-seq': adaptor + transformer over frozen text embeddings; "
+        "'text-encoder': fine-tunes all-MiniLM-L6-v2 on item and history texts (much "
+        "slower: a CPU copes with a few hundred items and users per domain).",
+    )
+    dim: int = Field(
+        64, ge=8, description="Item and history vector size (text-encoder: must be 384)."
+    )
+    layers: int = Field(2, ge=1, description="text-seq: transformer blocks.")
+    heads: int = Field(2, ge=1, description="text-seq: attention heads.")
+    max_len: int = Field(50, ge=2, description="Most recent history items a model reads.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     temperature: float = Field(0.05, gt=0.0)
     adaptor: Literal["linear", "mlp"] = Field(
         "linear",
-        description="'linear' keeps the text encoder's similarity structure in the "
-        "untrained model (θ0 already ranks by text similarity) and trained better than "
-        "'mlp' on Amazon Beauty.",
+        description="text-seq: 'linear' keeps the text encoder's similarity structure "
+        "in the untrained model (θ0 already ranks by text similarity) and trained better "
+        "than 'mlp' on Amazon Beauty.",
     )
 
     init: Literal["random", "identity"] = Field(
         "random",
-        description="'identity': an untrained model that already ranks by text "
-        "similarity to the last item (orthogonal adaptor, transformer blocks that start "
-        "as the identity, no position signal), like a pretrained encoder's θ0; "
-        "'random': the usual initialisation.",
+        description="text-seq: 'identity': an untrained model that already ranks by "
+        "text similarity to the last item (orthogonal adaptor, transformer blocks that "
+        "start as the identity, no position signal), like a pretrained encoder's θ0; "
+        "'random': the usual initialisation. (text-encoder: θ0 is always the "
+        "pretrained encoder.)",
+    )
+    encoder_layers: int = Field(
+        6,
+        ge=1,
+        le=MINILM_LAYERS,
+        description="text-encoder: keep the first N of MiniLM's 6 layers (fewer train "
+        "and evaluate proportionally faster on CPU).",
+    )
+    max_item_tokens: int = Field(
+        32, ge=4, le=MINILM_MAX_TOKENS, description="text-encoder: tokens of one item's text."
+    )
+    max_sequence_tokens: int = Field(
+        128,
+        ge=4,
+        le=MINILM_MAX_TOKENS,
+        description="text-encoder: tokens of a history (its items' texts, most recent "
+        "first, cut here).",
+    )
+    negatives: int = Field(
+        64,
+        ge=1,
+        description="text-encoder training: random items of the domain added to each "
+        "batch's targets as the candidates of a sampled softmax.",
     )
 
     @model_validator(mode="after")
-    def _heads_divide_dim(self) -> ModelSettings:
+    def _consistent(self) -> ModelSettings:
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        other_kind, other_fields = (
+            ("text-encoder", TEXT_ENCODER_FIELDS)
+            if self.kind == "text-seq"
+            else ("text-seq", TEXT_SEQ_FIELDS)
+        )
+        for name in other_fields:
+            if getattr(self, name) != type(self).model_fields[name].default:
+                raise ValueError(
+                    f"model.{name} is a setting of model.kind '{other_kind}', not of '{self.kind}'"
+                )
+        if self.kind == "text-encoder":
+            if self.dim != MINILM_DIM:
+                raise ValueError(
+                    f"model.dim ({self.dim}) must equal the text encoder's hidden size "
+                    f"({MINILM_DIM}, all-MiniLM-L6-v2) for model.kind 'text-encoder'"
+                )
+            if self.max_sequence_tokens < self.max_item_tokens:
+                raise ValueError(
+                    f"model.max_sequence_tokens ({self.max_sequence_tokens}) must be at "
+                    f"least model.max_item_tokens ({self.max_item_tokens}): a one-item "
+                    "history must read its item's whole text"
+                )
         return self
 
 
@@ -505,6 +573,37 @@ class Scenario(StrictModel):
         if dupes:
             raise ValueError(f"merge labels must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _text_encoder_supported(self) -> Scenario:
+        """What the text-encoder backbone does not support yet, named up front."""
+        if self.model.kind != "text-encoder":
+            return self
+        unsupported = [
+            ("privacy.mechanism 'dp-sgd'", self.privacy.mechanism == "dp-sgd",
+             "per-example gradients exist for 'text-seq' only"),
+            ("privacy.membership_inference", self.privacy.membership_inference,
+             "the attack's per-user losses exist for 'text-seq' only"),
+            ("baselines.joint", self.baselines.joint,
+             "pooled training exists for 'text-seq' only"),
+        ]  # fmt: skip
+        for setting, used, reason in unsupported:
+            if used:
+                raise ValueError(
+                    f"{setting} is not supported with model.kind 'text-encoder' ({reason})"
+                )
+        return self
+
+    @property
+    def uploads_item_texts(self) -> bool:
+        """Whether merged domains upload their catalogue's item texts with their model:
+        only a text-encoder scenario with a learned merge, whose server-side
+        pseudo-users are item texts run through the merged encoder."""
+        from silorec.merging.registry import get_method
+
+        return self.model.kind == "text-encoder" and any(
+            get_method(m.method).needs_context for m in self.merges
+        )
 
     @property
     def merged_domains(self) -> list[DomainSpec]:

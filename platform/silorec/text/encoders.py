@@ -17,6 +17,8 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_DIM = 384
+#: Transformer layers and position embeddings of all-MiniLM-L6-v2.
+MINILM_LAYERS = 6
+MINILM_MAX_TOKENS = 512
 
 
 @runtime_checkable
@@ -67,6 +72,30 @@ def minilm_model_path() -> str:
     return str(path)
 
 
+@contextmanager
+def offline_transformers(progress: bool = False) -> Iterator[None]:
+    """Load bundled models inside this block: nothing in huggingface_hub/transformers
+    tries to reach the Hub (the model comes from a local folder), and unless
+    ``progress`` there is no weight-loading bar and no load report (loading the first
+    layers of MiniLM reports the others as unused, which is intended)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    if not progress:
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_minilm(device: str = "auto", progress: bool = False) -> Any:
     """The ``SentenceTransformer`` for ``device`` (``'auto'``: GPU when present),
     loaded once per process and device. Never touches the network. ``progress``
@@ -77,22 +106,10 @@ def load_minilm(device: str = "auto", progress: bool = False) -> Any:
     with _MODELS_LOCK:
         model = _MODELS.get(resolved)
         if model is None:
-            # The model comes from a local folder; these make sure that nothing in
-            # huggingface_hub/transformers tries to reach the Hub either.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
+            with offline_transformers(progress):
+                from sentence_transformers import SentenceTransformer
 
-            bars_were_on = hf_logging.is_progress_bar_enabled()
-            if not progress:
-                hf_logging.disable_progress_bar()
-            try:
                 model = SentenceTransformer(minilm_model_path(), device=resolved)
-            finally:
-                if bars_were_on:
-                    hf_logging.enable_progress_bar()
             model.eval()
             _MODELS[resolved] = model
         return model

@@ -1,7 +1,9 @@
 """Local fine-tuning of the recommender on one domain, with early stopping.
 
-Next-item prediction at every position of each user's training sequence, with a full
-softmax over all items of the domain (cosine scores over a temperature). Validation
+One loop for every model kind; each kind has its objective (:func:`objective_for`).
+text-seq: next-item prediction at every position of each user's training sequence,
+with a full softmax over all items of the domain (cosine scores over a temperature);
+text-encoder: a sampled softmax (:mod:`silorec.training.sampled_softmax`). Validation
 NDCG@10 is measured after every epoch on a fixed, seeded sample of users, and the best
 weights seen (the starting point included) are the ones kept.
 """
@@ -10,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,11 +22,13 @@ from torch.nn import functional as F
 
 from silorec.data.domain import DomainData
 from silorec.evaluation.protocol import evaluate, evaluation_users
-from silorec.models.inputs import pad_left
+from silorec.models import ItemInputs, Recommender, TextEncoderRec
+from silorec.models.inputs import length_buckets, pad_left
 from silorec.models.text_seq import PAD, TextSeqRec
 from silorec.progress import StepProgress
 from silorec.scenario.schema import EvaluationSettings, TrainSettings
 from silorec.training.regimes import training_regime
+from silorec.training.sampled_softmax import SampledSoftmaxObjective
 
 EARLY_STOPPING_METRIC = "ndcg@10"
 
@@ -76,23 +81,6 @@ def training_examples(
     return pad_left(inputs, max_len), pad_left(targets, max_len)
 
 
-def length_buckets(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
-) -> list[tuple[np.ndarray, int]]:
-    """Batches of examples of similar length, in random order, each with the width it
-    needs (its longest sequence).
-
-    Sequences are left-padded to ``max_len`` but most are far shorter (Amazon domains
-    average under 10 items against a max_len of 50); trimming each batch to what it
-    needs makes an epoch several times faster and leaves the loss unchanged, since
-    padded positions carry no loss and cannot be attended to.
-    """
-    shuffled = rng.permutation(len(lengths))
-    by_length = shuffled[np.argsort(lengths[shuffled], kind="stable")]
-    batches = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
-    return [(batches[i], int(lengths[batches[i]].max())) for i in rng.permutation(len(batches))]
-
-
 def next_item_loss(
     model: TextSeqRec, text_embeddings: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -121,10 +109,80 @@ def per_example_losses(
     return (losses * positions).sum(dim=1) / positions.sum(dim=1).clamp(min=1)
 
 
-def fine_tune(
-    model: TextSeqRec,
+class TrainingObjective(Protocol):
+    """What the fine-tuning loop needs of a model kind's objective on one domain."""
+
+    @property
+    def n_examples(self) -> int:
+        """Training examples per epoch."""
+        ...
+
+    def epoch_batches(self, rng: np.random.Generator) -> Sequence[Any]:
+        """One epoch's batches, in the order they train (all randomness from ``rng``)."""
+        ...
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        """The batch's mean loss, with gradients."""
+        ...
+
+
+class NextItemObjective:
+    """text-seq: the next item at every position of each user's training sequence
+    (:func:`training_examples`), full softmax (:func:`next_item_loss`); batches of
+    similar length, trimmed to what they need."""
+
+    def __init__(
+        self,
+        model: TextSeqRec,
+        domain: DomainData,
+        item_inputs: torch.Tensor,
+        batch_size: int,
+        users: np.ndarray | None = None,
+    ) -> None:
+        self.model = model
+        self.item_inputs = item_inputs
+        self.batch_size = batch_size
+        inputs, targets = training_examples(domain, model.settings.max_len, users)
+        self.lengths = (inputs != PAD).sum(axis=1)
+        self.inputs = torch.from_numpy(inputs).to(item_inputs.device)
+        self.targets = torch.from_numpy(targets).to(item_inputs.device)
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.lengths)
+
+    def epoch_batches(self, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+        return length_buckets(self.lengths, self.batch_size, rng)
+
+    def loss(self, batch: tuple[np.ndarray, int]) -> torch.Tensor:
+        rows, width = batch
+        index = torch.from_numpy(rows).to(self.inputs.device)
+        return next_item_loss(
+            self.model,
+            self.item_inputs,
+            self.inputs[index, -width:],
+            self.targets[index, -width:],
+        )
+
+
+def objective_for(
+    model: Recommender,
     domain: DomainData,
-    text_embeddings: torch.Tensor,
+    item_inputs: ItemInputs,
+    batch_size: int,
+    users: np.ndarray | None = None,
+) -> TrainingObjective:
+    """The training objective of ``model``'s kind on ``domain`` (``users``: only
+    theirs; default all)."""
+    if isinstance(model, TextEncoderRec):
+        return SampledSoftmaxObjective(model, domain, item_inputs, batch_size, users)
+    return NextItemObjective(model, domain, item_inputs, batch_size, users)
+
+
+def fine_tune(
+    model: Recommender,
+    domain: DomainData,
+    item_inputs: ItemInputs,
     settings: TrainSettings,
     eval_settings: EvaluationSettings,
     *,
@@ -141,9 +199,10 @@ def fine_tune(
     :mod:`silorec.training.regimes`). ``users`` restricts training and validation to
     those users (the others are membership-inference non-members and must stay
     unseen). Seeded by ``settings.seed``; the caller's global random state is left as
-    it was.
+    it was. ``item_inputs``: what ``model`` encodes the domain's items from (see
+    :mod:`silorec.models`).
     """
-    device = text_embeddings.device
+    device = item_inputs.device
     devices = [device] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=devices),
@@ -153,7 +212,7 @@ def fine_tune(
         return _fine_tune(
             model,
             domain,
-            text_embeddings,
+            item_inputs,
             settings,
             eval_settings,
             epochs=settings.epochs if epochs is None else epochs,
@@ -165,9 +224,9 @@ def fine_tune(
 
 
 def _fine_tune(
-    model: TextSeqRec,
+    model: Recommender,
     domain: DomainData,
-    text_embeddings: torch.Tensor,
+    item_inputs: ItemInputs,
     settings: TrainSettings,
     eval_settings: EvaluationSettings,
     *,
@@ -179,13 +238,9 @@ def _fine_tune(
 ) -> FineTuneReport:
     """:func:`fine_tune` inside a forked random state (the caller's is untouched) and
     the training regime (``penalty``: its extra loss term, if any)."""
-    device = text_embeddings.device
-    inputs_np, targets_np = training_examples(domain, model.settings.max_len, users)
-    if len(inputs_np) == 0:
+    objective = objective_for(model, domain, item_inputs, settings.batch_size, users)
+    if objective.n_examples == 0:
         raise ValueError(f"domain '{domain.name}' has no training sequence of 2+ items")
-    lengths = (inputs_np != PAD).sum(axis=1)
-    inputs = torch.from_numpy(inputs_np).to(device)
-    targets = torch.from_numpy(targets_np).to(device)
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.Adam(
@@ -199,7 +254,7 @@ def _fine_tune(
     track = early_stopping and len(valid_users) > 0
 
     def validate() -> float:
-        result = evaluate(model, domain, text_embeddings, "valid", eval_settings, valid_users)
+        result = evaluate(model, domain, item_inputs, "valid", eval_settings, valid_users)
         return result.metrics[EARLY_STOPPING_METRIC]
 
     eval_seconds = 0.0
@@ -217,11 +272,8 @@ def _fine_tune(
         started = time.perf_counter()
         model.train()
         total, batches = 0.0, 0
-        for batch, width in length_buckets(lengths, settings.batch_size, rng):
-            batch_t = torch.from_numpy(batch).to(device)
-            loss = next_item_loss(
-                model, text_embeddings, inputs[batch_t, -width:], targets[batch_t, -width:]
-            )
+        for batch in objective.epoch_batches(rng):
+            loss = objective.loss(batch)
             if penalty is not None:
                 loss = loss + penalty()
             optimizer.zero_grad(set_to_none=True)
@@ -255,7 +307,7 @@ def _fine_tune(
         best_valid_ndcg10=best_score,
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        n_train_sequences=len(inputs_np),
-        sequences_per_second=len(inputs_np) * epochs_run / max(train_seconds, 1e-9),
+        n_train_sequences=objective.n_examples,
+        sequences_per_second=objective.n_examples * epochs_run / max(train_seconds, 1e-9),
         history=history,
     )

@@ -93,7 +93,12 @@ def fine_tune_joint(
             epochs_run = epoch
             progress.step(epoch, {"loss": float(np.mean(losses)), "valid_ndcg@10": score})
             if score > best:
-                best, best_epoch, best_state, stale = score, epoch, copy.deepcopy(model.state_dict()), 0
+                best, best_epoch, best_state, stale = (
+                    score,
+                    epoch,
+                    copy.deepcopy(model.state_dict()),
+                    0,
+                )
             else:
                 stale += 1
                 if stale >= settings.patience:

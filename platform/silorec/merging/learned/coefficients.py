@@ -1,9 +1,10 @@
 """Merge coefficients λ, the only thing a learned merge trains.
 
 θ = θ0 + Σk λk τk. *Task-wise*: one λ per domain. *Layer-wise*: one λ per domain per
-layer group, where a group is one transformer block (parameters named ``blocks.N.*``)
-and everything else (item adaptor, positions, final norm) is one group ``others``:
-the grouping of the MergeRec release (``encoder.layer.N`` vs the rest).
+layer group, where a group is one transformer block (parameters named ``blocks.N.*``
+in text-seq, ``bert.encoder.layer.N.*`` in text-encoder) and everything else (item
+adaptor, positions, embeddings, final norm) is one group ``others``: the grouping of
+the MergeRec release (``encoder.layer.N`` vs the rest).
 
 The merged weights are materialised from λ at every step as plain tensors, so the
 model can be run with ``torch.func.functional_call`` and gradients flow to λ only.
@@ -21,11 +22,11 @@ from silorec.merging.task_vectors import Layout
 
 Granularity = Literal["task", "layer"]
 OTHERS = "others"
-_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_BLOCK = re.compile(r"^(?:blocks|bert\.encoder\.layer)\.(\d+)\.")
 
 
 def layer_group(name: str) -> str:
-    """The layer group of a parameter: ``layer N`` for ``blocks.N.*``, else ``others``."""
+    """The layer group of a parameter: ``layer N`` for block N's, else ``others``."""
     match = _BLOCK.match(name)
     return f"layer {match.group(1)}" if match else OTHERS
 

@@ -6,13 +6,17 @@ AdaMerging; the methods differ only in their objective and defaults).
 own fine-tuned model, computed batch by batch (never an items x items matrix). Item
 representations on the student side are computed once by the initial merged model
 and held fixed, as in the release, unless ``reencode_items`` is set.
+
+Models are run through their common interface (:mod:`silorec.models`), so any kind
+works: a pseudo-user [i] is the one-item history [i], which text-seq reads through
+item i's representation and text-encoder as item i's own text.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -73,7 +77,7 @@ class _Method(nn.Module):
         super().__init__()
         self.model, self.method = model, method
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: Any) -> torch.Tensor:
         return getattr(self.model, self.method)(*args)
 
 
@@ -96,10 +100,10 @@ class _Teachers:
     """Each domain's fine-tuned model, scoring pseudo-users of its own domain."""
 
     def __init__(
-        self, finetuned: Sequence[Weights], context: MergeContext, items: list[torch.Tensor],
-        mode: str,
+        self, finetuned: Sequence[Weights], context: MergeContext, items: list[Any], mode: str,
     ) -> None:  # fmt: skip
         self.mode = mode
+        self.items = items
         self.models, self.item_repr = [], []
         for weights, inputs in zip(finetuned, items, strict=True):
             model = context.build_model().to(context.device)
@@ -115,7 +119,7 @@ class _Teachers:
         if self.mode == "item":
             states = repr_[items]
         else:
-            states = self.models[domain].encode_sequences(repr_, items[:, None])[:, -1]
+            states = self.models[domain].encode_histories(self.items[domain], repr_, items[:, None])
         return states @ repr_.T
 
 
@@ -148,13 +152,13 @@ def learn_merge(
         layout.flatten(base).to(device), tvs.to(device), layout, params.granularity,
         params.initial_lambda,
     ).to(device)  # fmt: skip
-    items = [x.to(device).float() for x in context.item_inputs]
+    items = [x.to(device) for x in context.item_inputs]
     teachers = _Teachers(finetuned, context, items, params.teacher) if needs_teacher else None
-    pseudo = build_pseudo_users(items, params.pseudo_users, params.pseudo_users_per_domain,
-                                generator)  # fmt: skip
+    pseudo = build_pseudo_users(context.catalogue_embeddings(), params.pseudo_users,
+                                params.pseudo_users_per_domain, generator)  # fmt: skip
     skeleton = context.build_model().to(device)
     encode_items = _Method(skeleton, "encode_items")
-    encode_sequences = _Method(skeleton, "encode_sequences")
+    encode_histories = _Method(skeleton, "encode_histories")
 
     def student_items(weights: dict[str, torch.Tensor], domain: int) -> torch.Tensor:
         return functional_call(encode_items, _prefixed(weights), (items[domain],))
@@ -177,8 +181,8 @@ def learn_merge(
                 student_items(weights, domain) if params.reencode_items else fixed_items[domain]
             )
             states = functional_call(
-                encode_sequences, _prefixed(weights), (item_repr, members[:, None])
-            )[:, -1]
+                encode_histories, _prefixed(weights), (items[domain], item_repr, members[:, None])
+            )
             student = states @ item_repr.T
             teacher = teachers.logits(domain, members) if teachers else student.detach()
             total = total + objective(student, teacher) * len(members)
