@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from silorec.data.domain import LOO_HOLDOUT
+from silorec.data.domain import LOO_HOLDOUT, NO_TEXT
 from silorec.data.errors import DataError
 from silorec.data.importers.generic import load_generic
 from silorec.scenario import GenericSource
@@ -120,6 +120,17 @@ def test_missing_text_column_is_empty_when_others_exist(tmp_path: Path) -> None:
     d = load_generic(write(tmp_path, items=items), GenericSource(), "x")
     assert d.items.fields["brand"] == [""] * 4
     assert d.items.fields["title"] == ["a", "b", "c", "d"]
+
+
+def test_item_texts_name_fields_and_never_fall_back_to_the_identifier(tmp_path: Path) -> None:
+    items = "item_id,title,brand\nsecret-id-1,Kettle,Acme\nsecret-id-2,,\n"
+    inter = "user_id,item_id,timestamp\nu1,secret-id-1,1\nu1,secret-id-2,2\n"
+    d = load_generic(write(tmp_path, inter, items), GenericSource(), "x")
+    by_id = dict(zip(d.items.ids, d.items.texts(["title", "brand", "category"]), strict=True))
+    assert by_id["secret-id-1"] == "Kettle. Brand: Acme"
+    # Texts feed what leaves the node: a textless item must not carry its raw id.
+    assert by_id["secret-id-2"] == NO_TEXT
+    assert "secret" not in NO_TEXT
 
 
 def test_excel_style_csv_with_byte_order_mark(tmp_path: Path) -> None:

@@ -155,6 +155,12 @@ def test_min_domains_larger_than_the_merged_domains() -> None:
     parse_scenario_text(scenario_text("[federation]\nmin_domains = 2\n", domains), "ok.toml")
 
 
+def test_the_joint_oracle_needs_saved_models() -> None:
+    sections = "[baselines]\njoint = true\n[output]\nsave_models = false\n"
+    assert "baselines.joint needs output.save_models = true" in error_of(scenario_text(sections))
+    parse_scenario_text(scenario_text("[baselines]\njoint = true\n"), "ok.toml")
+
+
 def test_dim_must_be_divisible_by_heads() -> None:
     message = error_of(scenario_text("[model]\ndim = 10\nheads = 3\n"))
     assert "model: Value error, dim (10) must be divisible by heads (3)" in message

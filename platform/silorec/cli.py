@@ -5,6 +5,7 @@
 ``silorec scenario``  check or show scenario files
 ``silorec data``      dataset statistics and preparation (node side)
 ``silorec node``      a data owner's check of its domain node before it joins
+``silorec summary``   summarise runs of one scenario over seeds (mean, std, paired tests)
 ``silorec report``    re-render report.md and plots from a run's results.json
 ``silorec audit``     audit what left each domain node in a run (PASS/FAIL)
 

@@ -13,6 +13,7 @@ SCENARIO = "scenario"  # path (relative to cwd or the app folder), builtin:NAME,
 OUT_DIR = "out-dir"  # parent folder of run directories
 RUN_DIR = "run-dir"  # exact run directory ("" = a new one under out-dir)
 ENGINE = "engine"  # how the run is executed, recorded in results
+INPROCESS_ENGINE = "inprocess"  # ENGINE's value under silorec.engine.local (silorec run)
 SEED = "seed"  # overrides the scenario's seeds (run, training, θ0) when >= 0
 
 #: Context-state record where the ServerApp leaves facts for whoever started it

@@ -40,6 +40,7 @@ from silorec.apps.exchange import Exchange, NodeFailure
 from silorec.apps.records import record_to_weights, weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
+    INPROCESS_ENGINE,
     OUT_DIR,
     RUN_DIR,
     STATE_RECORD,
@@ -665,6 +666,12 @@ def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
             run_dir,
         )
         engine = str(context.run_config.get(ENGINE, "flower"))
+        if scenario.baselines.joint and engine != INPROCESS_ENGINE:
+            log.warning(
+                "baselines.joint is skipped on the '%s' engine: the Joint oracle pools "
+                "the domains' data, which only the in-process engine (silorec run) may do",
+                engine,
+            )
         results = MergeServer(grid, scenario, text, run_dir, engine).run()
     finally:
         get_logger().removeHandler(handler)

@@ -23,6 +23,8 @@ Split = Literal["valid", "test"]
 
 #: Number of held-out items per evaluable user: validation and test.
 LOO_HOLDOUT = 2
+#: The text of an item that has none in any text field (see ItemCatalogue.texts).
+NO_TEXT = "An item without a description"
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,12 @@ class ItemCatalogue:
 
         The title comes bare (it carries most meaning); other fields are labelled so
         the encoder can tell a brand from a category. An item with no text at all
-        falls back to its identifier, so that every item gets an embedding.
+        gets :data:`NO_TEXT`, never its identifier: item texts feed the embeddings a
+        node uploads (and, for a text-encoder model, may be uploaded themselves), and a
+        raw identifier must not leave the node inside them.
         """
         out: list[str] = []
-        for i, item_id in enumerate(self.ids):
+        for i in range(len(self.ids)):
             parts: list[str] = []
             for name in field_names:
                 values = self.fields.get(name)
@@ -61,7 +65,7 @@ class ItemCatalogue:
                 if not value:
                     continue
                 parts.append(value if name == "title" else f"{name.capitalize()}: {value}")
-            out.append(". ".join(parts) if parts else f"Item {item_id}")
+            out.append(". ".join(parts) if parts else NO_TEXT)
         return out
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from silorec.apps.run_config import (
     ENGINE,
+    INPROCESS_ENGINE,
     OUT_DIR,
     RUN_DIR,
     SCENARIO,
@@ -52,7 +53,7 @@ def run_inprocess(
     run_config = {
         **project.run_config,
         SCENARIO: source,
-        ENGINE: "inprocess",
+        ENGINE: INPROCESS_ENGINE,
         RUN_DIR: str(exact_dir),
         OUT_DIR: str(exact_dir.parent),
         SEED: -1 if seed is None else seed,

@@ -1,4 +1,4 @@
-"""Training-free model merging on the merge server.
+"""Model merging on the merge server: training-free methods and learned merges.
 
 Weights are ``dict[str, torch.Tensor]``; task vectors are τk = θk − θ0
 (:mod:`.task_vectors`). Merge methods (:mod:`.methods`, one module each) are short
@@ -7,6 +7,11 @@ looked up by name in :mod:`.registry`::
 
     from silorec.merging import merge
     merged = merge("ties", {"density": 0.2, "lambda": 1.0}, base, finetuned, seed=0)
+
+Learned merges (:mod:`.learned`: MergeRec, AdaMerging) train only merge coefficients
+λ on pseudo-users the server builds from the uploaded item catalogues; they receive a
+:class:`MergeContext` (the model and those catalogues) that training-free methods never
+see.
 
 Nothing here imports Flower or code that reads interactions.
 """

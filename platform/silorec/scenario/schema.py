@@ -594,6 +594,16 @@ class Scenario(StrictModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _joint_oracle_reads_saved_models(self) -> Scenario:
+        """The Joint oracle starts from the θ0 the run saved in ``models/``."""
+        if self.baselines.joint and not self.output.save_models:
+            raise ValueError(
+                "baselines.joint needs output.save_models = true (the Joint oracle "
+                "trains from the θ0 saved in the run's models/ folder)"
+            )
+        return self
+
     @property
     def uploads_item_texts(self) -> bool:
         """Whether merged domains upload their catalogue's item texts with their model:
