@@ -8,6 +8,7 @@ import pytest
 
 from silorec.results import Failure, NodeRecord, ResultRow, RunResults, render_report
 from silorec.results.example import example_results
+from silorec.results.report import describe_base
 
 
 def _table_after(text: str, heading: str) -> list[list[str]]:
@@ -239,3 +240,20 @@ def test_labels_with_pipes_do_not_break_tables() -> None:
     text = render_report(r)
     t = _by_first_cell(_table_after(text, "### Recall@10 (test)"))
     assert t["`a\\|b`"]["a"] == "**0.0300**"
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ({"init": "seeded", "seed": 3}, "seeded random initialisation (seed 3), no training"),
+        # As the merge server records a FedAvg warm-up: a count and one record per round.
+        ({"init": "fedavg", "seed": 0, "fedavg_rounds": 2, "fedavg_local_epochs": 1,
+          "rounds": [{"round": 1, "domains": ["toys", "beauty"], "train_sequences": {}},
+                     {"round": 2, "domains": ["beauty"], "train_sequences": {}}]},
+         "seeded random initialisation (seed 0) followed by 2 FedAvg round(s) of 1 local "
+         "epoch(s) over beauty, toys"),
+        ({}, "not recorded"),
+    ],
+)  # fmt: skip
+def test_how_theta0_was_made_reads_as_words(base: dict, expected: str) -> None:
+    assert describe_base(base) == expected

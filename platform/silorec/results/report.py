@@ -153,9 +153,16 @@ def describe_base(base: dict[str, Any]) -> str:
     if init == "seeded":
         text = f"seeded random initialisation{seed_txt}, no training"
     elif init == "fedavg":
-        rounds = rest.pop("rounds", rest.pop("fedavg_rounds", None))
+        # ``rounds``: one record per round (which domains took part); the count is
+        # ``fedavg_rounds``.
+        records = rest.pop("rounds", None)
+        rounds = rest.pop("fedavg_rounds", None)
+        if rounds is None and isinstance(records, list):
+            rounds = len(records)
         epochs = rest.pop("local_epochs", rest.pop("fedavg_local_epochs", None))
         domains = rest.pop("domains", None)
+        if domains is None and isinstance(records, list):
+            domains = sorted({d for r in records for d in r.get("domains", [])})
         text = f"seeded random initialisation{seed_txt} followed by "
         text += f"{rounds} FedAvg round(s)" if rounds is not None else "FedAvg"
         if epochs is not None:
