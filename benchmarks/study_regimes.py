@@ -38,6 +38,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "identity-fedavg": {"base.init": "fedavg", "model.init": "identity"},
     "fedavg-lora": {"base.init": "fedavg", "train.regime": "lora"},
     "fedavg-proximal": {"base.init": "fedavg", "train.regime": "proximal"},
+    "identity-lora": {"base.init": "seeded", "model.init": "identity", "train.regime": "lora"},
+    "identity-proximal": {
+        "base.init": "seeded",
+        "model.init": "identity",
+        "train.regime": "proximal",
+    },
 }
 
 
@@ -65,28 +71,56 @@ def variant_scenario(
     return path
 
 
+LEARNED = ("mergerec (task-wise)", "mergerec (layer-wise)", "adamerging")
+
+
 def summarise(name: str, run: RunResults) -> dict[str, Any]:
+    """One variant's figures (test Recall@10 unless named ``valid``); every choice is
+    made on validation."""
     test = run.table("test", "recall@10")
+    valid = run.table("valid", "recall@10")
     individual = [test.loc[label, source] for source, label in run.individual_models().items()]
-    reference = best_training_free_merge(run)
+    merges = run.models("merge")
+    best_valid = str(valid.loc[merges, MEAN_MERGED].idxmax())
     row: dict[str, Any] = {
         "variant": name,
         "individual": sum(individual) / len(individual),
         "theta0": test.loc[run.base_model(), MEAN_MERGED],
-        "best training-free": test.loc[reference, MEAN_MERGED] if reference else float("nan"),
-        "reference": reference,
+        "reference": best_training_free_merge(run),
+        "best merge (valid)": best_valid,
+        "best merge valid": valid.loc[best_valid, MEAN_MERGED],
+        "best merge test": test.loc[best_valid, MEAN_MERGED],
     }
-    unseen = unseen_transfer(run, "test", "recall@10")
-    for merge in run.merges:
-        if (merge.get("diagnostics") or {}).get("lambdas"):
-            label = merge["label"]
-            row[label] = test.loc[label, MEAN_MERGED]
-            row[f"{label} s"] = merge["diagnostics"]["seconds"]
-            for record in unseen.to_dict("records"):
-                row[f"{label} on {record['domain']}"] = record[label]
-    for record in unseen.to_dict("records"):
-        row[f"best source on {record['domain']}"] = record["best_individual"]
+    row["best training-free"] = test.loc[row["reference"], MEAN_MERGED]
+    for label in LEARNED:
+        row[label] = test.loc[label, MEAN_MERGED] if label in test.index else float("nan")
+    for record in unseen_transfer(run, "test", "recall@10").to_dict("records"):
+        domain = record["domain"]
+        row[f"{domain}: θ0"] = test.loc[run.base_model(), domain]
+        row[f"{domain}: best source"] = record["best_individual"]
+        row[f"{domain}: mergerec (task-wise)"] = record.get("mergerec (task-wise)", float("nan"))
     return row
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The study as a Markdown table (the columns of :func:`summarise`)."""
+    unseen = sorted({k.split(":")[0] for r in rows for k in r if k.endswith(": θ0")})
+    header = ["variant", "individual (in-domain)", "θ0", "best training-free (chosen on valid)",
+              *LEARNED, "best merge on valid: valid / test"]  # fmt: skip
+    for domain in unseen:
+        header += [f"{domain}: θ0", f"{domain}: best source", f"{domain}: mergerec (task-wise)"]
+    lines = ["| " + " | ".join(header) + " |", "| :--- |" + " ---: |" * (len(header) - 1)]
+    for r in rows:
+        cells = [f"`{r['variant']}`", f"{r['individual']:.4f}", f"{r['theta0']:.4f}",
+                 f"{r['best training-free']:.4f} (`{r['reference']}`)",
+                 *(f"{r[label]:.4f}" for label in LEARNED),
+                 f"`{r['best merge (valid)']}`: {r['best merge valid']:.4f} / "
+                 f"{r['best merge test']:.4f}"]  # fmt: skip
+        for domain in unseen:
+            cells += [f"{r[f'{domain}: θ0']:.4f}", f"{r[f'{domain}: best source']:.4f}",
+                      f"{r[f'{domain}: mergerec (task-wise)']:.4f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,15 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n### variant {name}: {VARIANTS[name]}", flush=True)
             run_dir = run_inprocess(scenario, project, out=run_dir, seed=args.seed)
         rows.append(summarise(name, load_run(run_dir)))
-    print("\nmean test Recall@10 over merged domains (references chosen on validation)")
-    for row in rows:
-        print(f"\n{row['variant']}: individual {row['individual']:.4f}, θ0 {row['theta0']:.4f}, "
-              f"best training-free {row['best training-free']:.4f} ({row['reference']})")  # fmt: skip
-        for key, value in row.items():
-            if key not in {"variant", "individual", "theta0", "best training-free", "reference"}:
-                print(
-                    f"  {key:60s} {value:.4f}" if isinstance(value, float) else f"  {key}: {value}"
-                )
+    print("\nmean Recall@10 over the merged domains (test unless marked), unseen domains "
+          "per column; every reference is chosen on validation\n")  # fmt: skip
+    print(markdown(rows))
     return 0
 
 
