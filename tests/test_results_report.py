@@ -252,6 +252,8 @@ def test_labels_with_pipes_do_not_break_tables() -> None:
                      {"round": 2, "domains": ["beauty"], "train_sequences": {}}]},
          "seeded random initialisation (seed 0) followed by 2 FedAvg round(s) of 1 local "
          "epoch(s) over beauty, toys"),
+        ({"init": "seeded", "seed": 0, "start": "pretrained all-MiniLM-L6-v2"},
+         "pretrained all-MiniLM-L6-v2, no training"),
         ({}, "not recorded"),
     ],
 )  # fmt: skip

@@ -268,6 +268,11 @@ class MergeServer:
             assert self.text_dim is not None
             theta = get_weights(build_model(self.scenario.model, self.text_dim, settings.seed))
             self.base_info = {"init": settings.init, "seed": settings.seed}
+            # What the seeded model starts as, where it is not a random initialisation.
+            if self.scenario.model.kind == "text-encoder":
+                self.base_info["start"] = "pretrained all-MiniLM-L6-v2"
+            elif self.scenario.model.init == "identity":
+                self.base_info["start"] = "identity initialisation (ranks by text similarity)"
             if settings.init == "fedavg":
                 theta, rounds = self._fedavg(
                     theta, settings.fedavg_rounds, settings.fedavg_local_epochs, "warm-up"

@@ -150,8 +150,13 @@ def describe_base(base: dict[str, Any]) -> str:
     init = rest.pop("init", None)
     seed = rest.pop("seed", None)
     seed_txt = f" (seed {seed})" if seed is not None else ""
+    start = rest.pop("start", None)
+    if start is not None and init in ("seeded", "fedavg"):
+        start_txt = str(start)
+    else:
+        start_txt = f"seeded random initialisation{seed_txt}"
     if init == "seeded":
-        text = f"seeded random initialisation{seed_txt}, no training"
+        text = f"{start_txt}, no training"
     elif init == "fedavg":
         # ``rounds``: one record per round (which domains took part); the count is
         # ``fedavg_rounds``.
@@ -163,7 +168,7 @@ def describe_base(base: dict[str, Any]) -> str:
         domains = rest.pop("domains", None)
         if domains is None and isinstance(records, list):
             domains = sorted({d for r in records for d in r.get("domains", [])})
-        text = f"seeded random initialisation{seed_txt} followed by "
+        text = f"{start_txt} followed by "
         text += f"{rounds} FedAvg round(s)" if rounds is not None else "FedAvg"
         if epochs is not None:
             text += f" of {epochs} local epoch(s)"
