@@ -39,6 +39,7 @@ from typing import Any
 
 import tomli_w
 import torch
+from scenario_edits import edited_scenario
 
 from silorec.engine.local import run_inprocess
 from silorec.engine.project import find_project
@@ -90,19 +91,14 @@ def variant_text(
     """The amazon scenario without reference baselines, with a [privacy] table and,
     where given, at most ``max_users`` users per domain, at most ``epochs`` epochs
     (DP-SGD trains exactly that many) and learning rate ``lr``."""
-    data = tomllib.loads(base)
-    if "privacy" in data:
+    if "privacy" in tomllib.loads(base):
         raise SystemExit(f"{AMAZON}: already has a [privacy] table; the settings add their own")
-    data["baselines"] = dict(NO_BASELINES)
-    data["privacy"] = privacy
-    train = data.setdefault("train", {})
+    overrides: dict[str, Any] = {"baselines": dict(NO_BASELINES), "privacy": privacy}
     if epochs is not None:
-        train["epochs"] = epochs
+        overrides["train.epochs"] = epochs
     if lr is not None:
-        train["lr"] = lr
-    if max_users is not None:
-        for domain in data.get("domains", []):
-            domain.setdefault("subsample", {})["max_users"] = max_users
+        overrides["train.lr"] = lr
+    data = edited_scenario(base, overrides, max_users=max_users)
     return tomli_w.dumps(data)
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from scenario_edits import edited_scenario
 
 from silorec.engine.local import run_inprocess
 from silorec.engine.project import find_project
@@ -57,14 +57,9 @@ def variant_scenario(
     """Write the base scenario with ``overrides`` applied as ``<folder>/<name>.toml``;
     with ``max_users``, every domain keeps at most that many users (a smaller study
     that 2 CPU cores finish in minutes per variant)."""
-    data = tomllib.loads(base.read_text(encoding="utf-8"))
+    text = base.read_text(encoding="utf-8")
+    data = edited_scenario(text, {**COMMON, **overrides}, max_users=max_users)
     data["name"] = f"{data['name']}-{name}"
-    for dotted, value in {**COMMON, **overrides}.items():
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    if max_users is not None:
-        for domain in data.get("domains", []):
-            domain.setdefault("subsample", {})["max_users"] = max_users
     data.setdefault("data", {}).setdefault("root", str(base.parent))  # env var still wins
     path = folder / f"{name}.toml"
     path.write_text(tomli_w.dumps(data), encoding="utf-8")
