@@ -54,6 +54,7 @@ from silorec.merging.base import MergeContext
 from silorec.merging.registry import get_method
 from silorec.merging.registry import merge as merge_models
 from silorec.models import (
+    ItemInputs,
     Weights,
     WeightsError,
     build_model,
@@ -82,6 +83,9 @@ from silorec.results import (
 from silorec.runtime import resolve_device
 from silorec.scenario import Scenario
 from silorec.scenario.schema import slugify
+
+#: Per merged domain, in merge order: item inputs for the model, text embeddings.
+Catalogues = tuple[list[ItemInputs], list[torch.Tensor]]
 
 log = get_logger("silorec.server")
 
@@ -428,10 +432,13 @@ class MergeServer:
             order = [d.name for d in self.scenario.merged_domains if d.name in individual]
             finetuned = [to_tensors(individual[name]) for name in order]
             merged: dict[str, Weights] = {}
+            catalogues: Catalogues | None = None  # built once, for the first learned merge
             for spec in self.scenario.merges:
                 label = spec.display_label
-                learned = get_method(spec.method).needs_context
-                context = self._merge_context(order) if learned else None
+                context = None
+                if get_method(spec.method).needs_context:
+                    catalogues = catalogues or self._catalogues(order)
+                    context = self._merge_context(catalogues)
                 started = time.perf_counter()
                 try:
                     result = merge_models(
@@ -451,18 +458,25 @@ class MergeServer:
                 log.info("merged %s (%.2f s)", label, seconds)
             return merged
 
-    def _merge_context(self, order: list[str]) -> MergeContext:
-        """What learned merges may use: the model, and each domain's item inputs for
-        it and text embeddings, from what its node uploaded (training-free merges
-        ignore it)."""
+    def _catalogues(self, order: list[str]) -> Catalogues:
+        """Each domain's item inputs for the model and its text embeddings, from what
+        its node uploaded, in ``order`` (tokenising texts is not free: once per run)."""
+        settings = self.scenario.model
+        inputs = [
+            catalogue_inputs(settings, self.item_embeddings[name], self.item_texts.get(name))
+            for name in order
+        ]
+        return inputs, [torch.from_numpy(self.item_embeddings[name]) for name in order]
+
+    def _merge_context(self, catalogues: Catalogues) -> MergeContext:
+        """What one learned merge may use: the model and the catalogues (training-free
+        merges ignore it); a fresh context per merge keeps its diagnostics apart."""
         assert self.text_dim is not None
         text_dim, settings = self.text_dim, self.scenario.model
+        item_inputs, item_embeddings = catalogues
         return MergeContext(
-            item_inputs=[
-                catalogue_inputs(settings, self.item_embeddings[name], self.item_texts.get(name))
-                for name in order
-            ],
-            item_embeddings=[torch.from_numpy(self.item_embeddings[name]) for name in order],
+            item_inputs=item_inputs,
+            item_embeddings=item_embeddings,
             build_model=lambda: build_model(settings, text_dim, seed=0),
             device=resolve_device(self.scenario.train.device),
             log=log.info,
