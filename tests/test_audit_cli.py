@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from silorec.apps import protocol
 from silorec.audit.log import AuditLog, LogEntry, read_log
 from silorec.audit.payload import Payload, RecordInfo, WireArray, WireRecord, describe
 from silorec.cli import main
 from silorec.engine.local import run_inprocess
 from silorec.engine.project import find_project
+from silorec.wire import protocol
 
 TINY = Path(__file__).parent / "scenarios" / "tiny.toml"
 DOMAINS = ["alpha", "beta", "gamma", "delta"]

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from factories import make_domain
 
-from silorec.apps import protocol
 from silorec.audit.payload import Payload, WireArray, WireRecord
 from silorec.data.domain import ItemCatalogue
 from silorec.models import model_weight_spec
@@ -18,6 +17,7 @@ from silorec.node.canaries import CANARY_LENGTH, Canaries, make_canaries, plant_
 from silorec.node.guard import DomainScanners, NodeGuard
 from silorec.node.leakage import ENCODINGS, IdentifierScanner, SequenceScanner
 from silorec.scenario import ModelSettings, Scenario
+from silorec.wire import protocol
 
 # Two users over 10 items: runs (5, 9, 2), (9, 2, 7) and (1, 3, 8).
 USERS = [np.array([5, 9, 2, 7]), np.array([1, 3, 8])]

@@ -17,9 +17,9 @@ from flwr.common.constant import ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 
 from silorec.apps import client as node
-from silorec.apps import protocol
 from silorec.apps.mods import WireGuard, node_log_dir
 from silorec.audit.log import read_log
+from silorec.wire import protocol
 
 TINY = Path(__file__).parent / "scenarios" / "tiny.toml"
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -137,11 +137,17 @@ def test_a_reply_past_no_policy_is_logged_without_a_verdict(scenario: Path, tmp_
     assert entry.verdict is None
 
 
-def test_with_the_audit_off_nothing_is_logged_or_checked(scenario: Path, tmp_path: Path) -> None:
+def test_a_scenario_cannot_switch_the_guard_or_the_log_off(
+    scenario: Path, tmp_path: Path
+) -> None:
+    """The scenario is the server's: ``[audit] enabled = false`` is ignored, the leak
+    is blocked and the reply logged all the same."""
     scenario.write_text(scenario.read_text() + "\n[audit]\nenabled = false\n")
     reply = app(leaking)(instruction(), context(scenario, tmp_path / "run"))
-    assert not reply.has_error() and "leak" in reply.content
-    assert not (tmp_path / "run" / "audit").exists()
+    assert reply.has_error() and reply.error.code == ErrorCode.MOD_FAILED_PRECONDITION
+    assert "wire policy blocked" in reply.error.reason
+    (entry,) = read_log(tmp_path / "run" / "audit" / "node-alpha.jsonl")
+    assert entry.verdict is not None and not entry.verdict.allowed
 
 
 def test_where_a_node_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from silorec.apps import protocol
 from silorec.audit.payload import Payload, PayloadInfo, WireArray, WireRecord, describe
 from silorec.audit.policy import WireExpectations, check_reply
+from silorec.wire import protocol
 
 EXPECTED = WireExpectations(
     domain="alpha",

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from silorec.apps import protocol
 from silorec.cli import main
 from silorec.engine.dry_run import dry_run_node
 from silorec.engine.project import find_project
 from silorec.models import model_weight_spec
 from silorec.node.check import check_target, dry_run_scenario, passed
 from silorec.scenario import load_scenario
+from silorec.wire import protocol
 
 DOMAIN = "garden"
 HASHING_DIM = 32

@@ -61,7 +61,7 @@ def test_private_domains_report_epsilon_at_the_target(dp_run: tuple[Path, Path])
         assert results.node(name).status == "ok"
         assert 3.9 < info["privacy_epsilon"] <= 4.0
         assert info["privacy_releases"] == 2 and info["privacy_noise_multiplier"] > 0
-        assert info["privacy_delta"] == pytest.approx(1 / info["n_users"])
+        assert info["privacy_delta"] == pytest.approx(min(1e-5, 0.1 / info["n_users"]))
         assert 0.0 <= info["mia_auc"] <= 1.0 and info["mia_non_members"] >= 1
         assert "final_train_loss" not in info and "best_valid_ndcg@10" not in info
     assert results.node("delta").info["privacy_epsilon"] == 0.0  # unseen: never uploads
@@ -83,10 +83,12 @@ def test_a_domain_over_budget_refuses_and_the_run_goes_on(dp_run: tuple[Path, Pa
     results = load_run(run_dir)
     assert results.status == "completed"
     assert results.node("gamma").status == "failed"
-    (failure,) = [f for f in results.failures if f.domain == "gamma"]
-    assert failure.phase == "warm-up-1"
-    assert "domain 'gamma' refuses to upload" in failure.reason
-    assert "over its budget of ε = 4" in failure.reason
+    # Refused in every phase it is asked to train in (a refusal costs that phase only).
+    failures = [f for f in results.failures if f.domain == "gamma"]
+    assert failures[0].phase == "warm-up-1"
+    for failure in failures:
+        assert "domain 'gamma' refuses to upload" in failure.reason
+        assert "over its budget of ε = 4" in failure.reason
     ledger = json.loads((nodes / "gamma" / "privacy-ledger-gamma.json").read_text())
     assert [r["run"] for r in ledger["releases"]] == ["earlier-run"]  # nothing added
 

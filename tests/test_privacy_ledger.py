@@ -110,3 +110,50 @@ def test_unreadable_or_foreign_ledgers_are_clear_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(LedgerError, match="unknown mechanism 'laplace'"):
         PrivacyLedger.open(path, "books", DELTA)
+
+
+def _charge_after_barrier(path: str, budget: float, barrier, results) -> None:  # noqa: ANN001
+    """Child process: wait for the other, then try to charge one release. The budget
+    check is slowed down so that, without the ledger's lock, both children would read
+    the same ledger and both pass."""
+    import time
+
+    original = PrivacyLedger.check_budget
+
+    def slow_check(self, release_steps, limit):  # noqa: ANN001, ANN202
+        value = original(self, release_steps, limit)
+        time.sleep(0.5)
+        return value
+
+    PrivacyLedger.check_budget = slow_check  # type: ignore[method-assign]
+    barrier.wait()
+    try:
+        PrivacyLedger.charge(Path(path), "books", DELTA, release("race"), budget)
+        results.put("won")
+    except PrivacyBudgetExceeded:
+        results.put("refused")
+
+
+def test_two_runs_racing_for_the_last_budget_cannot_both_win(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = ledger_path(tmp_path, "books")
+    ledger = PrivacyLedger.open(path, "books", DELTA)
+    ledger.record(release("fine-tune"))
+    two = epsilon([release("a").gaussian] * 2, DELTA)
+    three = epsilon([release("a").gaussian] * 3, DELTA)
+    budget = (two + three) / 2  # room for exactly one more release
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    children = [
+        context.Process(target=_charge_after_barrier, args=(str(path), budget, barrier, results))
+        for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    outcomes = sorted(results.get(timeout=5) for _ in children)
+    assert outcomes == ["refused", "won"]
+    assert len(PrivacyLedger.open(path, "books", DELTA).releases) == 2

@@ -59,7 +59,7 @@ def test_dp_sgd_noise_is_calibrated_over_every_planned_upload() -> None:
     run = [warm_up.gaussian, warm_up.gaussian, fine_tune.gaussian]
     total = epsilon(run, node.privacy.delta)
     assert 2.95 < total <= 3.0
-    assert node.privacy.delta == pytest.approx(1 / node.prepared.domain.n_users)
+    assert node.privacy.delta == pytest.approx(min(1e-5, 0.1 / node.prepared.domain.n_users))
 
 
 def test_a_gaussian_upload_is_noisy_accounted_and_withholds_data_scalars(tmp_path: Path):

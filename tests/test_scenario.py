@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -370,3 +372,18 @@ def test_domain_lookup_names_the_known_domains() -> None:
     assert scenario.domain("toys") is scenario.domains[1]
     with pytest.raises(KeyError, match=r"scenario 'test' has no domain 'x' \(known: books, toys\)"):
         scenario.domain("x")
+
+
+def test_node_bindings_name_known_domains_and_distinct_nodes() -> None:
+    from silorec.scenario import ScenarioError, load_scenario
+
+    base = (Path(__file__).parent / "scenarios" / "tiny.toml").read_text()
+    for federation, message in [
+        ("node_ids = { zeta = 7 }", "federation.node_ids names unknown domain(s) zeta"),
+        ("node_ids = { alpha = 7, beta = 7 }", "binds node(s) 7 to several domains"),
+    ]:
+        text = base.replace("[federation]\n", f"[federation]\n{federation}\n")
+        path = Path(tempfile.mkdtemp()) / "s.toml"
+        path.write_text(text)
+        with pytest.raises(ScenarioError, match=re.escape(message)):
+            load_scenario(path)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from silorec.apps import protocol
 from silorec.audit.log import read_log
 from silorec.cli import main
 from silorec.engine.local import run_inprocess
 from silorec.engine.project import find_project
 from silorec.results import load_run
+from silorec.wire import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENCODER = ROOT / "tests" / "scenarios" / "tiny_encoder.toml"
@@ -27,12 +27,14 @@ MERGES = ["average", "task_arithmetic(lambda=0.3)", "ties(density=0.2,lambda=1.0
 MODELS = ["theta0", *[f"individual:{d}" for d in MERGED], *MERGES]
 
 pytestmark = pytest.mark.slow
+ALLOW_TEXTS = "allow-item-text=true"
 
 
 @pytest.fixture(scope="module")
 def encoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-encoder") / "run"
-    return run_inprocess(TINY_ENCODER, find_project(ROOT), out=out)
+    # The nodes' own choice: their floor refuses to send item texts otherwise.
+    return run_inprocess(TINY_ENCODER, find_project(ROOT), out=out, node_config=ALLOW_TEXTS)
 
 
 def test_every_model_is_evaluated_on_every_domain(encoder_run: Path) -> None:
@@ -77,7 +79,8 @@ def test_only_train_replies_carry_the_catalogue_texts_and_the_audit_passes(
 def test_the_same_scenario_completes_through_flwr_run(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_")}
     command = [sys.executable, "-m", "silorec.cli", "simulate", str(TINY_ENCODER),
-               "--out", str(tmp_path / "run"), "--flwr-home", str(tmp_path / "home")]  # fmt: skip
+               "--out", str(tmp_path / "run"), "--flwr-home", str(tmp_path / "home"),
+               "--node-config", ALLOW_TEXTS]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]

@@ -10,13 +10,13 @@ import pytest
 from factories import make_domain
 from pydantic import ValidationError
 
-from silorec.apps import protocol
 from silorec.audit.payload import Payload, WireArray, WireRecord, describe
 from silorec.audit.policy import WireExpectations, check_reply
 from silorec.models import build_model, get_weights
 from silorec.node.canaries import Canaries
 from silorec.node.guard import DomainScanners, NodeGuard
 from silorec.scenario import Scenario, load_scenario
+from silorec.wire import protocol
 
 TINY_ENCODER = Path(__file__).parent / "scenarios" / "tiny_encoder.toml"
 TEXTS = ("Item 0", "Item 1", "Item 2", "Item 3")

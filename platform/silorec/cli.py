@@ -48,6 +48,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--project", type=Path, help="the Flower app project (default: nearest with pyproject.toml)"
     )
+    parser.add_argument(
+        "--node-config",
+        default="",
+        metavar="'KEY=VALUE ...'",
+        help="the node config of every simulated node, Flower's syntax, e.g. "
+        "'max-epochs=5 allow-item-text=true': the nodes' own privacy floor "
+        "(max-epsilon, max-epochs, allow-item-text, max-evaluate-requests, "
+        "max-evaluate-models, min-users), which the scenario cannot loosen",
+    )
 
 
 def _print_summary(run_dir: Path) -> None:
@@ -87,7 +96,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds:
         return _run_seeds(args, project)
     try:
-        run_dir = run_inprocess(args.scenario, project, out=args.out, out_parent=args.runs_dir)
+        run_dir = run_inprocess(
+            args.scenario, project, out=args.out, out_parent=args.runs_dir,
+            node_config=args.node_config,
+        )  # fmt: skip
     except RunFailed as exc:
         _report_failure(str(exc), exc.run_dir)
         return EXIT_FAILED
@@ -109,7 +121,10 @@ def _run_seeds(args: argparse.Namespace, project) -> int:  # noqa: ANN001
     runs, failed = [], False
     for seed in args.seeds:
         try:
-            run_dir = run_inprocess(args.scenario, project, out=folder / f"seed-{seed}", seed=seed)
+            run_dir = run_inprocess(
+                args.scenario, project, out=folder / f"seed-{seed}", seed=seed,
+                node_config=args.node_config,
+            )  # fmt: skip
         except RunFailed as exc:
             _report_failure(f"seed {seed}: {exc}", exc.run_dir)
             failed = True
@@ -143,6 +158,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             out_parent=args.runs_dir,
             flwr_home=args.flwr_home,
             cpus_per_node=args.cpus_per_node,
+            node_config=args.node_config,
         )
     except SimulationError as exc:
         _report_failure(str(exc), exc.run_dir)
@@ -313,13 +329,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn input errors into one clear line."""
     from silorec.data.errors import DataError
     from silorec.engine.project import ProjectError
+    from silorec.node import NodeConfigError
     from silorec.results import ResultsError
     from silorec.scenario import ScenarioError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ScenarioError, DataError, ProjectError, ResultsError, FileExistsError) as exc:
+    except (
+        ScenarioError, DataError, ProjectError, ResultsError, NodeConfigError, FileExistsError
+    ) as exc:  # fmt: skip
         _error(str(exc))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -21,9 +21,9 @@ from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from silorec.apps import client as node
-from silorec.apps import protocol
 from silorec.apps.mods import WireGuard
 from silorec.data.domain import DomainData
+from silorec.wire import protocol
 
 APP_DIR = Path(__file__).resolve().parent
 LEAK_KEY = "hostile-leak"

@@ -8,13 +8,14 @@ data stays cached in this process between messages of a run.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections import OrderedDict
 from itertools import combinations
 from pathlib import Path
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from silorec.apps import protocol
 from silorec.apps.records import metrics_record, record_to_weights, weights_to_record
 from silorec.apps.run_config import scenario_from_run_config
 from silorec.evaluation.metrics import per_user_metrics
@@ -22,6 +23,8 @@ from silorec.evaluation.paired import PAIRED_METRICS, PairedSums
 from silorec.evaluation.protocol import EvalResult
 from silorec.logs import get_logger
 from silorec.node import DomainNode, assign_domain
+from silorec.node.floor import NodeFloor, merged_node_config
+from silorec.wire import protocol
 
 log = get_logger("silorec.node")
 
@@ -31,23 +34,39 @@ _nodes: OrderedDict[str, DomainNode] = OrderedDict()
 
 
 def node_for(context: Context, app_dir: Path) -> DomainNode:
-    """The :class:`DomainNode` this ClientApp serves, prepared once per process."""
+    """The :class:`DomainNode` this ClientApp serves, prepared once per process, with
+    the floor of its own node config (see :mod:`silorec.node.floor`)."""
     scenario, text, source = scenario_from_run_config(context.run_config, app_dir)
     assignment = assign_domain(scenario, context.node_config)
+    floor = node_floor(context)
     key = hashlib.sha256(
-        "\0".join([text, source, assignment.domain.name, str(assignment.data_dir)]).encode()
-    ).hexdigest()
+        "\0".join(
+            [text, source, assignment.domain.name, str(assignment.data_dir),
+             json.dumps(floor.describe(), sort_keys=True)]
+        ).encode()
+    ).hexdigest()  # fmt: skip
     node = _nodes.get(key)
     if node is None:
         base_dir = Path(source).parent if Path(source).is_file() else app_dir
         node = DomainNode(
-            scenario, assignment.domain, data_dir=assignment.data_dir, base_dir=base_dir
+            scenario,
+            assignment.domain,
+            data_dir=assignment.data_dir,
+            base_dir=base_dir,
+            floor=floor,
         )
         _nodes[key] = node
         while len(_nodes) > _MAX_CACHED_NODES:
             _nodes.popitem(last=False)
     _nodes.move_to_end(key)
     return node
+
+
+def node_floor(context: Context) -> NodeFloor:
+    """The floor this node sets for itself: its node config, over the simulated nodes'
+    shared one from the environment (never from the run config: that is the
+    server's)."""
+    return NodeFloor.from_node_config(merged_node_config(context.node_config, os.environ))
 
 
 def describe(message: Message, context: Context, app_dir: Path) -> Message:
@@ -127,7 +146,7 @@ def evaluate(message: Message, context: Context, app_dir: Path) -> Message:
         if key.startswith(protocol.MODEL_PREFIX)
     }
     log.info("node %s: evaluating %d models on '%s'", context.node_id, len(models), node.name)
-    results = node.evaluate(models, splits)
+    results = node.evaluate(models, splits, run=str(context.run_id))
     content = RecordDict({protocol.INFO: ConfigRecord({"domain": node.name})})
     for label, by_split in results.items():
         values: dict[str, float] = {}

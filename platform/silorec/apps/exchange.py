@@ -31,10 +31,12 @@ TTL_MARGIN_S = 60.0
 
 @dataclass(frozen=True)
 class NodeFailure:
-    """Why a node gave no usable reply in a round."""
+    """Why a node gave no usable reply in a round. ``silent``: it did not answer at
+    all (gone or hung), as opposed to answering with an error."""
 
     node_id: int
     reason: str
+    silent: bool = False
 
 
 class Exchange:
@@ -95,7 +97,9 @@ class Exchange:
                 self.bytes_received[node_id] += payload_bytes(reply.content)
                 outcome[node_id] = reply.content
         for node_id in messages:
-            outcome.setdefault(node_id, NodeFailure(node_id, f"no reply within {timeout:g} s"))
+            outcome.setdefault(
+                node_id, NodeFailure(node_id, f"no reply within {timeout:g} s", silent=True)
+            )
         return outcome
 
     def _log_sent(self, messages: Mapping[int, Message], sent_at: str) -> None:

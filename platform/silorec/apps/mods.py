@@ -36,6 +36,8 @@ from silorec.audit.verdict import Verdict
 from silorec.logs import get_logger
 from silorec.node import DomainNode, NodeConfigError, assign_domain
 from silorec.node.assignment import AUDIT_DIR_KEY
+from silorec.node.floor import FloorRefused
+from silorec.privacy import PrivacyBudgetExceeded
 from silorec.scenario import ScenarioError
 
 log = get_logger("silorec.audit")
@@ -47,16 +49,17 @@ FALLBACK_AUDIT_DIR = "silorec-audit"
 
 @dataclass(frozen=True)
 class NodeAuditSettings:
-    """Whether this node audits, which domain it holds, and where it logs."""
+    """Which domain this node holds, and where it logs. There is no switch: the guard,
+    the wire policy and the audit log are always on, whatever the scenario says (the
+    scenario is the server's; ``audit.enabled`` is ignored)."""
 
-    enabled: bool
     domain: str | None
     log_path: Path
 
 
 def node_audit_settings(context: Context, app_dir: Path) -> NodeAuditSettings:
     """Audit settings of the node behind ``context``. A scenario that cannot be read
-    leaves auditing on (fail closed), under the node's id instead of its domain."""
+    still logs, under the node's id instead of its domain."""
     try:
         scenario, _, _ = scenario_from_run_config(context.run_config, app_dir)
     except (ScenarioError, OSError):
@@ -69,7 +72,6 @@ def node_audit_settings(context: Context, app_dir: Path) -> NodeAuditSettings:
             pass
     name = node_log_name(domain or f"unassigned-{context.node_id}")
     return NodeAuditSettings(
-        enabled=scenario is None or scenario.audit.enabled,
         domain=domain,
         log_path=node_log_dir(context) / name,
     )
@@ -109,8 +111,6 @@ class WireGuard:
     ) -> Message:
         """Log every reply before it leaves; withhold it if the log cannot be written."""
         settings = node_audit_settings(context, self.app_dir)
-        if not settings.enabled:
-            return call_next(message, context)
         try:
             reply = call_next(message, context)
         except Exception as exc:  # noqa: BLE001 - only reached without a working policy mod
@@ -147,12 +147,14 @@ class WireGuard:
     def policy_mod(
         self, message: Message, context: Context, call_next: ClientAppCallable
     ) -> Message:
-        """Judge the handler's reply; block it, or redact its error reason."""
-        if not node_audit_settings(context, self.app_dir).enabled:
-            return call_next(message, context)
+        """Judge the handler's reply; block it, or redact its error reason. A refusal
+        (the node's floor, its privacy budget) is logged here, on the node."""
         try:
             reply = call_next(message, context)
         except Exception as exc:  # noqa: BLE001 - becomes an error reply, as in Flower
+            if isinstance(exc, FloorRefused | PrivacyBudgetExceeded):
+                log.warning("node %s refused a '%s' request: %s", context.node_id,
+                            message.metadata.message_type, exc)  # fmt: skip
             reply = _error(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc)}:<'{exc}'>")
         node = self._node(context)
         if reply.has_error():

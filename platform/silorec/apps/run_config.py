@@ -15,11 +15,28 @@ RUN_DIR = "run-dir"  # exact run directory ("" = a new one under out-dir)
 ENGINE = "engine"  # how the run is executed, recorded in results
 INPROCESS_ENGINE = "inprocess"  # ENGINE's value under silorec.engine.local (silorec run)
 SEED = "seed"  # overrides the scenario's seeds (run, training, θ0) when >= 0
+#: Which node holds which domain, ``"alpha=1001 beta=1002"``, set by an engine that
+#: knows (the in-process engine); a deployment binds with ``federation.node_ids``.
+NODE_BINDING = "node-binding"
 
 #: Context-state record where the ServerApp leaves facts for whoever started it
 #: (the in-process engine reads the run directory from it).
 STATE_RECORD = "silorec"
 STATE_RUN_DIR = "run_dir"
+
+
+def binding_text(binding: Mapping[str, int]) -> str:
+    """``{"alpha": 1001}`` -> ``"alpha=1001"`` (run config values are scalars)."""
+    return " ".join(f"{domain}={node_id}" for domain, node_id in binding.items())
+
+
+def node_binding(run_config: Mapping[str, Any]) -> dict[str, int]:
+    """The run config's domain -> node id binding (empty when it has none)."""
+    out: dict[str, int] = {}
+    for pair in str(run_config.get(NODE_BINDING, "") or "").split():
+        domain, _, node_id = pair.rpartition("=")
+        out[domain] = int(node_id)
+    return out
 
 
 def scenario_from_run_config(

@@ -11,9 +11,15 @@ scalar metrics, never an interaction.
    (unseen domains included: zero-shot transfer);
 7. write the run directory (results.json/.csv, report.md, plots), atomically.
 
-A node that fails or times out is recorded and the run continues without it while at
-least ``federation.min_domains`` domain models remain; a reply whose weights are
-malformed (wrong names or shapes, NaN/Inf) is rejected with its reason.
+Every reply is validated (:mod:`silorec.wire.replies`) before it is used: a reply that
+is malformed or hostile (missing or extra records and keys, wrong dtypes or shapes,
+NaN/Inf, metric names outside the allow-list, sizes that disagree with the node's
+describe reply, a task vector whose norm is an outlier) is rejected with its reason.
+A failure counts for its phase only: the domain is left out of that phase's output
+(its model, its FedAvg contribution, its metrics) and takes part in the others. Only a
+node that does not answer at all, or never described a domain, is left out of every
+later phase. The run continues while at least ``federation.min_domains`` domain
+models remain, and results are always written.
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ import torch
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid
 
-from silorec.apps import protocol
 from silorec.apps.exchange import Exchange, NodeFailure
-from silorec.apps.records import record_to_weights, weights_to_record
+from silorec.apps.payload import payload_of
+from silorec.apps.records import weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
     INPROCESS_ENGINE,
@@ -45,21 +51,21 @@ from silorec.apps.run_config import (
     RUN_DIR,
     STATE_RECORD,
     STATE_RUN_DIR,
+    node_binding,
     scenario_from_run_config,
 )
 from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
 from silorec.evaluation.paired import PAIRED_METRICS
 from silorec.logs import get_logger
 from silorec.merging.base import MergeContext
+from silorec.merging.fedavg import weighted_average
 from silorec.merging.registry import get_method
 from silorec.merging.registry import merge as merge_models
 from silorec.models import (
     ItemInputs,
     Weights,
-    WeightsError,
     build_model,
     catalogue_inputs,
-    check_weights,
     get_weights,
     to_numpy,
     to_tensors,
@@ -83,6 +89,18 @@ from silorec.results import (
 from silorec.runtime import resolve_device
 from silorec.scenario import Scenario
 from silorec.scenario.schema import slugify
+from silorec.wire import protocol
+from silorec.wire.replies import (
+    DescribeReply,
+    EvaluateReply,
+    ReplyRejected,
+    TrainReply,
+    clipped,
+    read_describe,
+    read_evaluate,
+    read_train,
+    screen_task_vectors,
+)
 
 #: Per merged domain, in merge order: item inputs for the model, text embeddings.
 Catalogues = tuple[list[ItemInputs], list[torch.Tensor]]
@@ -100,18 +118,25 @@ class RunAborted(RuntimeError):
 
 @dataclass
 class DomainState:
-    """The server's view of one domain and the node serving it."""
+    """The server's view of one domain and the node serving it.
+
+    ``status``/``error`` say how its last failure ended (for the report); ``gone``
+    alone takes it out of later phases: its node never described the domain, or did
+    not answer at all. A rejected or refused reply costs the domain that phase only.
+    """
 
     name: str
     role: str  # "merged" | "unseen"
     node_id: int | None = None
     status: str = "ok"  # "ok" | "failed" | "rejected"
     error: str | None = None
+    gone: bool = False
+    described: DescribeReply | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
-        return self.node_id is not None and self.status == "ok"
+        return self.node_id is not None and not self.gone
 
 
 class MergeServer:
@@ -124,14 +149,15 @@ class MergeServer:
         scenario_text: str,
         run_dir: Path,
         engine: str,
+        binding: Mapping[str, int] | None = None,
     ) -> None:
         self.scenario = scenario
         self.scenario_text = scenario_text
         self.run_dir = run_dir
         self.engine = engine
         # The server's side of the audit trail: every message sent, every reply received.
-        audit = AuditLog(run_dir / AUDIT_DIR / SERVER_AUDIT_LOG) if scenario.audit.enabled else None
-        self.exchange = Exchange(grid, audit)
+        # Always on, as the nodes' own logs are: the scenario has no say.
+        self.exchange = Exchange(grid, AuditLog(run_dir / AUDIT_DIR / SERVER_AUDIT_LOG))
         self.domains = {
             d.name: DomainState(d.name, "unseen" if d.unseen else "merged")
             for d in scenario.domains
@@ -146,6 +172,9 @@ class MergeServer:
         self.text_dim: int | None = None
         self.item_embeddings: dict[str, np.ndarray] = {}
         self.item_texts: dict[str, list[str]] = {}
+        self.upload_info: dict[str, Any] = {}  # task-vector screening, see fine_tune
+        self.merge_inputs: dict[str, Weights] = {}
+        self.binding: dict[str, int] = dict(binding or {})
         self.started_at = now_iso()
 
     # -- bookkeeping -----------------------------------------------------------
@@ -166,13 +195,16 @@ class MergeServer:
         domain: str | None = None,
         node_id: int | None = None,
         status: str = "failed",
+        gone: bool = False,
     ) -> None:
-        """Record a failure; a domain's node is taken out of later phases."""
+        """Record a failure of ``phase``; with ``gone`` the domain's node is taken out of
+        every later phase (it did not answer), else of this phase only."""
         self.failures.append(Failure(phase=phase, domain=domain, node_id=node_id, reason=reason))
         if domain is not None and domain in self.domains:
             state = self.domains[domain]
-            state.status, state.error = status, reason
-        where = f"domain '{domain}'" if domain else f"node {node_id}"
+            state.status, state.error = status, f"{phase}: {reason}"
+            state.gone = state.gone or gone
+        where = f"domain '{domain}'" if domain else f"node {node_id}" if node_id else "the server"
         log.warning("%s failed in %s: %s", where, phase, reason)
 
     def _usable(self, role: str | None = None) -> list[DomainState]:
@@ -196,7 +228,7 @@ class MergeServer:
         ).items():
             state = by_node[node_id]
             if isinstance(outcome, NodeFailure):
-                self._fail(phase, outcome.reason, state.name, node_id)
+                self._fail(phase, outcome.reason, state.name, node_id, gone=outcome.silent)
             else:
                 replies[state.name] = outcome
         return replies
@@ -216,53 +248,83 @@ class MergeServer:
                 timeout=self.scenario.federation.describe_timeout_s,
                 group="describe",
             )
+            claims: dict[str, list[tuple[int, DescribeReply]]] = {}
             for node_id, reply in sorted(outcome.items()):
                 if isinstance(reply, NodeFailure):
                     self._fail("describe", reply.reason, node_id=node_id)
                     continue
-                self._register(node_id, reply)
+                try:
+                    described = read_describe(payload_of(reply))
+                except ReplyRejected as exc:
+                    self._fail("describe", f"rejected reply: {exc}", node_id=node_id,
+                               status="rejected")  # fmt: skip
+                    continue
+                claims.setdefault(described.domain, []).append((node_id, described))
+            self._assign(claims)
             for state in self.domains.values():
-                if state.node_id is None and state.status == "ok":
-                    self._fail("describe", "no node serves this domain", state.name)
+                if state.node_id is None and not state.gone:
+                    self._fail("describe", "no node serves this domain", state.name, gone=True)
             self._agree_on_text_dim()
 
-    def _register(self, node_id: int, reply: RecordDict) -> None:
-        name = str(reply[protocol.INFO]["domain"])
-        state = self.domains.get(name)
-        if state is None:
-            self._fail("describe", f"node claims unknown domain '{name}'", node_id=node_id)
-            return
-        if state.node_id is not None:
-            self._fail(
-                "describe",
-                f"domain '{name}' is already served by node {state.node_id}",
-                node_id=node_id,
-            )
-            return
-        state.node_id = node_id
-        state.info.update(reply[protocol.METRICS])
-        log.info(
-            "node %d serves %s domain '%s' (%d users, %d items)",
-            node_id,
-            state.role,
-            name,
-            state.info["n_users"],
-            state.info["n_items"],
-        )
+    def _assign(self, claims: Mapping[str, list[tuple[int, DescribeReply]]]) -> None:
+        """Give each domain its node. A domain bound to a node (``federation.node_ids``,
+        or the engine's binding) is served by that node only; an unbound domain
+        claimed by several nodes by none of them: a squatter never displaces the
+        real node, and is refused with the reason."""
+        binding = {**self.binding, **self.scenario.federation.node_ids}
+        for name, claimants in claims.items():
+            state = self.domains.get(name)
+            if state is None:
+                for node_id, _ in claimants:
+                    self._fail("describe", f"node claims unknown domain '{name}'",
+                               node_id=node_id, status="rejected")  # fmt: skip
+                continue
+            bound = binding.get(name)
+            if bound is not None:
+                accepted = [(n, d) for n, d in claimants if n == bound]
+                for node_id, _ in claimants:
+                    if node_id != bound:
+                        self._fail("describe", f"node {node_id} claims domain '{name}', "
+                                   f"which is bound to node {bound}: refused",
+                                   node_id=node_id, status="rejected")  # fmt: skip
+            elif len(claimants) > 1:
+                ids = ", ".join(str(n) for n, _ in claimants)
+                for node_id, _ in claimants:
+                    self._fail("describe", f"domain '{name}' is claimed by nodes {ids}; "
+                               "without a binding (federation.node_ids) none of them "
+                               "serves it", node_id=node_id, status="rejected")  # fmt: skip
+                accepted = []
+            else:
+                accepted = list(claimants)
+            if not accepted:
+                continue
+            node_id, described = accepted[0]
+            if described.unseen != (state.role == "unseen"):
+                self._fail("describe", f"node {node_id} says domain '{name}' is "
+                           f"{'unseen' if described.unseen else 'merged'}, the scenario "
+                           f"says {state.role}", name, node_id, status="rejected",
+                           gone=True)  # fmt: skip
+                continue
+            state.node_id, state.described = node_id, described
+            state.info.update(described.stats)
+            log.info("node %d serves %s domain '%s' (%d users, %d items)", node_id,
+                     state.role, name, described.n_users, described.n_items)  # fmt: skip
 
     def _agree_on_text_dim(self) -> None:
-        dims = [int(s.info["text_dim"]) for s in self._usable()]
+        dims = [s.described.text_dim for s in self._usable() if s.described is not None]
         if not dims:
             raise RunAborted("no domain node is available")
         self.text_dim = max(set(dims), key=dims.count)
         for state in self._usable():
-            if int(state.info["text_dim"]) != self.text_dim:
+            assert state.described is not None
+            if state.described.text_dim != self.text_dim:
                 self._fail(
                     "describe",
-                    f"text embeddings of size {int(state.info['text_dim'])}"
+                    f"text embeddings of size {state.described.text_dim}"
                     f", the others have {self.text_dim}",
                     state.name,
                     status="rejected",
+                    gone=True,
                 )
 
     def make_base(self) -> Weights:
@@ -326,16 +388,9 @@ class MergeServer:
                                         group=f"{label}-{round_number}")  # fmt: skip
             if not replies:
                 raise RunAborted(f"FedAvg ({label}) round {round_number}: no model came back")
-            sizes = {
-                d: float(r[protocol.METRICS]["n_train_sequences"]) for d, (_, r) in replies.items()
-            }
-            total = sum(sizes.values())
-            theta = {
-                name: sum(sizes[d] / total * w[name] for d, (w, _) in replies.items()).astype(
-                    np.float32
-                )
-                for name in theta
-            }
+            # Sizes are validated against each node's describe reply (read_train).
+            sizes = {d: float(r.n_train_sequences) for d, r in replies.items()}
+            theta = weighted_average({d: r.weights for d, r in replies.items()}, sizes)
             history.append(
                 {"round": round_number, "domains": sorted(replies), "train_sequences": sizes}
             )
@@ -343,9 +398,9 @@ class MergeServer:
 
     def _train_round(
         self, theta: Weights, phase: str, epochs: int, *, early_stopping: bool, group: str
-    ) -> dict[str, tuple[Weights, RecordDict]]:
+    ) -> dict[str, TrainReply]:
         """Send ``theta`` to every usable merged domain to train; returns the valid
-        replies as ``domain -> (weights, reply)``. Malformed weights are rejected."""
+        replies by domain. A malformed reply is rejected, for this round only."""
         config = ConfigRecord(
             {
                 protocol.PHASE: phase,
@@ -362,15 +417,20 @@ class MergeServer:
             phase=group,
         )
         expected = weight_spec(theta)
-        valid: dict[str, tuple[Weights, RecordDict]] = {}
+        valid: dict[str, TrainReply] = {}
         for name, reply in replies.items():
+            described = self.domains[name].described
+            assert described is not None  # only described domains are usable
             try:
-                weights = record_to_weights(reply[protocol.WEIGHTS])
-                check_weights(weights, expected)
-            except (WeightsError, KeyError, ValueError, TypeError) as exc:
+                valid[name] = read_train(
+                    payload_of(reply),
+                    domain=name,
+                    weights=expected,
+                    described=described,
+                    item_texts=self.scenario.uploads_item_texts,
+                )
+            except ReplyRejected as exc:
                 self._fail(group, f"rejected upload: {exc}", name, status="rejected")
-                continue
-            valid[name] = (weights, reply)
         return valid
 
     def fine_tune(self, theta0: Weights) -> dict[str, Weights]:
@@ -379,45 +439,33 @@ class MergeServer:
             replies = self._train_round(
                 theta0, "finetune", 0, early_stopping=True, group="fine-tune"
             )
+            screening = screen_task_vectors(
+                theta0,
+                {name: reply.weights for name, reply in replies.items()},
+                outlier_ratio=self.scenario.federation.max_task_vector_norm_ratio,
+                clip_ratio=self.scenario.federation.clip_task_vector_norm_ratio,
+            )
+            for name, reason in screening.rejected.items():
+                self._fail("fine-tune", f"rejected upload: {reason}", name, status="rejected")
             models: dict[str, Weights] = {}
-            for name, (weights, reply) in replies.items():
-                try:
-                    self.item_embeddings[name] = self._item_embeddings(name, reply)
-                    if self.scenario.uploads_item_texts:
-                        self.item_texts[name] = self._item_texts(name, reply)
-                except ValueError as exc:
-                    self._fail("fine-tune", f"rejected upload: {exc}", name, status="rejected")
+            for name, reply in replies.items():
+                if name in screening.rejected:
                     continue
-                models[name] = weights
-                self.domains[name].info.update(reply[protocol.METRICS])
+                models[name] = reply.weights
+                self.item_embeddings[name] = reply.item_embeddings
+                if reply.item_texts is not None:
+                    self.item_texts[name] = reply.item_texts
+                self.domains[name].info.update(reply.metrics)
+            self.upload_info = {
+                "task_vector_norms": {d: round(n, 6) for d, n in screening.norms.items()},
+                "clip_scale": {d: round(c, 6) for d, c in screening.scale.items() if c < 1.0},
+            }
+            self.merge_inputs = {
+                name: clipped(theta0, weights, screening.scale[name])
+                for name, weights in models.items()
+            }
             log.info("fine-tuned models received from: %s", ", ".join(sorted(models)) or "none")
             return models
-
-    def _item_embeddings(self, name: str, reply: RecordDict) -> np.ndarray:
-        """The catalogue embeddings a node uploaded, checked: float, 2-D, finite, one row
-        per item it reported."""
-        array = reply[protocol.ITEM_EMBEDDINGS][protocol.ITEM_EMBEDDINGS_ARRAY].numpy()
-        n_items = int(self.domains[name].info["n_items"])
-        if array.dtype != np.float32 or array.shape != (n_items, self.text_dim):
-            raise ValueError(
-                f"item embeddings {array.dtype} {array.shape}, expected float32 "
-                f"({n_items}, {self.text_dim})"
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError("item embeddings contain NaN or Inf")
-        return array
-
-    def _item_texts(self, name: str, reply: RecordDict) -> list[str]:
-        """The catalogue texts a node uploaded, checked: one string per item it
-        reported (a text-encoder's learned merges encode them)."""
-        record = reply.config_records.get(protocol.ITEM_TEXTS)
-        texts = None if record is None else record.get(protocol.ITEM_TEXTS_KEY)
-        n_items = int(self.domains[name].info["n_items"])
-        if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
-            raise ValueError(f"no item texts (a list of strings in '{protocol.ITEM_TEXTS}')")
-        if len(texts) != n_items:
-            raise ValueError(f"{len(texts)} item texts, expected one per item ({n_items})")
-        return texts
 
     def merge(self, theta0: Weights, individual: Mapping[str, Weights]) -> dict[str, Weights]:
         """Run every merge method of the scenario on the uploaded models."""
@@ -430,7 +478,9 @@ class MergeServer:
                 )
             base = to_tensors(theta0)
             order = [d.name for d in self.scenario.merged_domains if d.name in individual]
-            finetuned = [to_tensors(individual[name]) for name in order]
+            # The merge sees the screened (clipped) task vectors, see fine_tune.
+            finetuned = [to_tensors(self.merge_inputs.get(name, individual[name]))
+                         for name in order]  # fmt: skip
             merged: dict[str, Weights] = {}
             catalogues: Catalogues | None = None  # built once, for the first learned merge
             for spec in self.scenario.merges:
@@ -451,7 +501,8 @@ class MergeServer:
                 merged[label] = to_numpy(result)
                 seconds = time.perf_counter() - started
                 info = {"label": label, "method": spec.method, "params": spec.params,
-                        "domains": order, "seconds": round(seconds, 4)}  # fmt: skip
+                        "domains": order, "seconds": round(seconds, 4),
+                        **self.upload_info}  # fmt: skip
                 if context is not None and context.diagnostics:
                     info["diagnostics"] = context.diagnostics
                 self.merge_info.append(info)
@@ -502,31 +553,30 @@ class MergeServer:
                 timeout=self.scenario.federation.eval_timeout_s,
                 phase="evaluate",
             )
+            ks = list(self.scenario.evaluation.ks)
             for domain, reply in replies.items():
-                self._collect_rows(domain, reply, models, splits)
-                self._collect_pairs(domain, reply, labels, splits)
+                try:
+                    result = read_evaluate(payload_of(reply), domain=domain, labels=labels,
+                                           splits=splits, ks=ks)  # fmt: skip
+                except ReplyRejected as exc:
+                    self._fail("evaluate", f"rejected reply: {exc}", domain, status="rejected")
+                    continue
+                for dropped in result.dropped:
+                    self._fail("evaluate", f"dropped a value that is not a valid metric: "
+                               f"{dropped}", domain, status="rejected")  # fmt: skip
+                self._collect_rows(domain, result, models, splits)
+                self._collect_pairs(domain, result.pairs, labels, splits)
 
     def _collect_rows(
         self,
         domain: str,
-        reply: RecordDict,
+        result: EvaluateReply,
         models: Mapping[str, tuple[str, str | None, Weights]],
         splits: list[str],
     ) -> None:
         role = self.domains[domain].role
         for label, (kind, source, _) in models.items():
-            record = reply.metric_records.get(f"{protocol.RESULT_PREFIX}{label}")
-            if record is None:
-                self._fail("evaluate", f"no metrics for model '{label}'", domain)
-                continue
             for split in splits:
-                prefix = f"{split}{protocol.SPLIT_SEPARATOR}"
-                values = {
-                    k.removeprefix(prefix): float(v)
-                    for k, v in record.items()
-                    if k.startswith(prefix)
-                }
-                n_users = int(values.pop("n_users", 0))
                 self.rows.append(
                     ResultRow(
                         model=label,
@@ -535,17 +585,16 @@ class MergeServer:
                         domain=domain,
                         domain_role=role,
                         split=split,
-                        n_users=n_users,
-                        metrics=values,
+                        n_users=result.n_users[label][split],
+                        metrics=result.results[label][split],
                     )
                 )
 
     def _collect_pairs(
-        self, domain: str, reply: RecordDict, labels: list[str], splits: list[str]
+        self, domain: str, record: Mapping[str, float], labels: list[str], splits: list[str]
     ) -> None:
         """Paired-comparison sums of every pair of models (see evaluation.paired)."""
-        record = reply.metric_records.get(protocol.PAIRS)
-        if record is None:
+        if not record:
             return
         for split in splits:
             for metric in PAIRED_METRICS:
@@ -691,7 +740,8 @@ def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
                 "the domains' data, which only the in-process engine (silorec run) may do",
                 engine,
             )
-        results = MergeServer(grid, scenario, text, run_dir, engine).run()
+        binding = node_binding(context.run_config)
+        results = MergeServer(grid, scenario, text, run_dir, engine, binding).run()
     finally:
         get_logger().removeHandler(handler)
         handler.close()

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silorec.apps import protocol
 from silorec.audit.crosscheck import cross_check
 from silorec.audit.findings import Finding
 from silorec.audit.log import (
@@ -44,6 +43,7 @@ from silorec.audit.replay import (
 )
 from silorec.models import model_weight_spec
 from silorec.scenario import Scenario, ScenarioError, load_scenario
+from silorec.wire import protocol
 
 SCENARIO_COPY = "scenario.toml"
 

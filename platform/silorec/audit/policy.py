@@ -1,6 +1,6 @@
 """The wire policy: a fail-closed allow-list of what a domain node's reply may hold.
 
-Per message type of :mod:`silorec.apps.protocol`:
+Per message type of :mod:`silorec.wire.protocol`:
 
 - describe: ``info`` {domain: str, unseen: bool} and ``metrics`` (float scalars);
 - train: ``info`` {domain}, ``weights`` (exactly the model's own parameters: names,
@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from silorec.apps import protocol
 from silorec.audit.payload import NUMPY_STYPE, ArrayInfo, PayloadInfo, RecordInfo
 from silorec.audit.verdict import Violation
+from silorec.wire import protocol
 
 #: Parameter name -> (shape, dtype), as :func:`silorec.models.model_weight_spec` gives.
 WeightSpec = Mapping[str, tuple[tuple[int, ...], str]]

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from silorec.apps import protocol
 from silorec.audit.findings import Finding
 from silorec.audit.log import LogEntry
 from silorec.audit.policy import WeightSpec, WireExpectations, check_reply
 from silorec.audit.verdict import Violation
+from silorec.wire import protocol
 
 #: Rules of the leakage detectors (the rest are the wire policy's).
 DETECTOR_RULES = frozenset({"sequence", "identifier", "canary"})

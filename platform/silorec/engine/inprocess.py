@@ -10,6 +10,7 @@ server's failure handling is exercised exactly as in simulation or deployment.
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -157,11 +158,15 @@ def run_apps(
     num_nodes: int,
     run_config: dict[str, Any],
     node_configs: list[dict[str, Any]] | None = None,
-    run_id: int = 1,
+    run_id: int | None = None,
 ) -> Context:
     """Run one federation in this process; returns the server's Context (its
     ``state`` carries what the ServerApp left for its caller). A ServerApp exception
-    comes back as :class:`ServerAppFailed`."""
+    comes back as :class:`ServerAppFailed`.
+
+    Each run gets a fresh run id unless one is given, as a SuperLink's runs do: nodes
+    kept prepared between runs count per-run limits (their floor) by it."""
+    run_id = secrets.randbits(48) if run_id is None else run_id
     configs = node_configs or [
         {"partition-id": i, "num-partitions": num_nodes} for i in range(num_nodes)
     ]

@@ -8,17 +8,20 @@ from pathlib import Path
 from silorec.apps.run_config import (
     ENGINE,
     INPROCESS_ENGINE,
+    NODE_BINDING,
     OUT_DIR,
     RUN_DIR,
     SCENARIO,
     SEED,
     STATE_RECORD,
     STATE_RUN_DIR,
+    binding_text,
 )
 from silorec.data.prepare import resolve_source
-from silorec.engine.inprocess import ServerAppFailed, run_apps, state_value
+from silorec.engine.inprocess import FIRST_NODE_ID, ServerAppFailed, run_apps, state_value
 from silorec.engine.oracle import add_joint_oracle
 from silorec.engine.project import FlowerProject
+from silorec.node.floor import NodeFloor, parse_node_config
 from silorec.results import new_run_dir
 from silorec.scenario import Scenario, load_scenario_with_text
 
@@ -30,6 +33,7 @@ def run_inprocess(
     out: Path | None = None,
     out_parent: Path | None = None,
     seed: int | None = None,
+    node_config: str = "",
 ) -> Path:
     """Run a scenario in this process; returns its run directory.
 
@@ -38,7 +42,11 @@ def run_inprocess(
     now, not a node failure to record). ``out`` is the exact run
     directory (must be empty or absent); otherwise a new one is made under
     ``out_parent`` (default ``runs/`` in the working directory). ``seed`` replaces the
-    scenario's seeds (see ``Scenario.with_seed``).
+    scenario's seeds (see ``Scenario.with_seed``). ``node_config`` is every node's
+    node config (Flower's ``key=value`` syntax: the nodes' floor, see
+    :mod:`silorec.node.floor`). The server is told which node holds which domain
+    (:data:`~silorec.apps.run_config.NODE_BINDING`), as a deployment's scenario does
+    with ``federation.node_ids``.
     """
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
     if seed is not None:
@@ -58,12 +66,21 @@ def run_inprocess(
         OUT_DIR: str(exact_dir.parent),
         SEED: -1 if seed is None else seed,
     }
+    shared = parse_node_config(node_config)
+    NodeFloor.from_node_config(shared)  # a bad floor is the user's to fix now
+    n_nodes = len(scenario.domains)
+    run_config[NODE_BINDING] = binding_text(
+        {d.name: FIRST_NODE_ID + i for i, d in enumerate(scenario.domains)}
+    )
     try:
         context = run_apps(
             project.load(project.serverapp),
             project.load(project.clientapp),
-            num_nodes=len(scenario.domains),
+            num_nodes=n_nodes,
             run_config=run_config,
+            node_configs=[
+                {**shared, "partition-id": i, "num-partitions": n_nodes} for i in range(n_nodes)
+            ],
         )
     except ServerAppFailed as failed:
         run_dir = state_value(failed.context, STATE_RECORD, STATE_RUN_DIR)

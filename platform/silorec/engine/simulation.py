@@ -38,6 +38,7 @@ from silorec.engine.flwr_cli import (
 )
 from silorec.engine.project import FlowerProject
 from silorec.logs import get_logger
+from silorec.node.floor import NODE_CONFIG_ENV, NodeFloor, parse_node_config
 from silorec.results import new_run_dir
 from silorec.scenario import load_scenario_with_text
 
@@ -113,10 +114,16 @@ def simulate(
     flwr_home: Path | None = None,
     cpus_per_node: float | None = None,
     timeout: float = 6 * 3600.0,
+    node_config: str = "",
 ) -> Path:
     """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
-    run directory once the run has completed, else raises :class:`SimulationError`."""
+    run directory once the run has completed, else raises :class:`SimulationError`.
+
+    ``node_config``: every simulated node's node config (its floor, see
+    :mod:`silorec.node.floor`), handed to the nodes through the environment of the
+    SuperLink that starts them (Flower simulation has no per-node config of its own)."""
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
+    NodeFloor.from_node_config(parse_node_config(node_config))  # a bad one fails now
     if out is not None:
         run_dir = out.resolve()
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -126,6 +133,7 @@ def simulate(
     home = (flwr_home or Path(tempfile.mkdtemp(prefix="silorec-flwr-"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = flower_env(home)
+    env[NODE_CONFIG_ENV] = node_config
     federation = f"num-supernodes={len(scenario.domains)}"
     if cpus_per_node is not None:
         federation += f" client-resources-num-cpus={cpus_per_node:g}"

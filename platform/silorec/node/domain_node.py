@@ -32,6 +32,7 @@ from silorec.models import (
     set_weights,
 )
 from silorec.node.canaries import Canaries, canaries_for, plant_canaries
+from silorec.node.floor import NodeFloor
 from silorec.node.guard import DomainScanners, NodeGuard
 from silorec.node.privacy import NodePrivacy, ReleasePlan, audit_scalars, ledger_scalars
 from silorec.privacy import PrivacyLedger, Release, ledger_path
@@ -66,8 +67,11 @@ class DomainNode:
         *,
         data_dir: Path | None = None,
         base_dir: Path | None = None,
+        floor: NodeFloor | None = None,
     ) -> None:
         self.scenario = scenario
+        self.floor = floor or NodeFloor()
+        self._evaluate_requests: dict[str, int] = {}  # per run id
         self.spec = domain
         self.data_dir = data_dir
         self.base_dir = base_dir
@@ -187,19 +191,38 @@ class DomainNode:
     ) -> TrainOutcome:
         """Fine-tune from ``weights`` on this domain; returns the weights to upload.
 
+        The node's floor is checked first (:class:`~silorec.node.floor.FloorRefused`).
         The upload's privacy cost is known before training: if it would take the
-        ledger over ``privacy.budget_epsilon`` this raises
-        :class:`~silorec.privacy.PrivacyBudgetExceeded` and nothing is trained. The
-        release is recorded in the ledger before the weights are returned.
+        ledger over the tighter of ``privacy.budget_epsilon`` and the floor's
+        ``max-epsilon`` this raises :class:`~silorec.privacy.PrivacyBudgetExceeded`
+        and nothing is trained; otherwise the release is charged to the ledger (under
+        its lock) before training starts.
         """
         epochs = self.scenario.train.epochs if epochs is None else epochs
+        settings = self.scenario.privacy
+        self.floor.check_train(
+            self.name,
+            epochs=epochs,
+            mechanism=settings.mechanism,
+            uploads_item_texts=self.scenario.uploads_item_texts,
+        )
+        users = self.privacy.training_users
+        self.floor.check_users(
+            self.name,
+            "training metrics",
+            self.prepared.domain.n_users if users is None else len(users),
+        )
         plan = self.privacy.plan(epochs)
-        ledger = self.ledger(ledger_dir)
-        ledger.check_budget(plan.gaussian, self.scenario.privacy.budget_epsilon)
+        ledger = PrivacyLedger.charge(
+            ledger_path(ledger_dir, self.name),
+            self.name,
+            self.privacy.delta,
+            Release(run, label, plan.mechanism, plan.gaussian, now_iso()),
+            self.floor.budget(settings.budget_epsilon),
+        )
         model = self._model(weights)
         report = self._fit(model, plan, epochs, early_stopping, label)
         released = self.privacy.release(plan, weights, get_weights(model))
-        ledger.record(Release(run, label, plan.mechanism, plan.gaussian, now_iso()))
         metrics = self.privacy.reply_scalars(plan, report.scalars(), ledger)
         if self.privacy.membership is not None:
             audit = self.privacy.membership_audit(
@@ -238,11 +261,17 @@ class DomainNode:
         )
 
     def evaluate(
-        self, models: Mapping[str, Weights], splits: Sequence[str]
+        self, models: Mapping[str, Weights], splits: Sequence[str], *, run: str = ""
     ) -> dict[str, dict[str, EvalResult]]:
-        """Evaluate each model on each split, all on the same users."""
+        """Evaluate each model on each split, all on the same users, within the node's
+        floor: a bounded number of requests per ``run`` and of models per request, and
+        at least ``min-users`` users behind every metric."""
+        served = self._evaluate_requests.get(run, 0)
+        self.floor.check_evaluate(self.name, served=served, n_models=len(models))
         settings = self.scenario.evaluation
         users = evaluation_users(self.prepared.domain, settings.max_users, self.scenario.seed)
+        self.floor.check_users(self.name, "evaluation metrics", len(users))
+        self._evaluate_requests[run] = served + 1
         results: dict[str, dict[str, EvalResult]] = {}
         for label, weights in models.items():
             model = self._model(weights)

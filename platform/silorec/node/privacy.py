@@ -76,6 +76,12 @@ def planned_training(scenario: Scenario) -> tuple[int, int]:
     return uploads, epochs
 
 
+def default_delta(n_users: int) -> float:
+    """δ when the scenario names none: at most 1e-5 and at most 0.1 / n, so that the
+    chance of a total failure of privacy stays far below one user's worth."""
+    return min(1e-5, 0.1 / max(n_users, 1))
+
+
 def ledger_scalars(ledger: PrivacyLedger) -> dict[str, float]:
     """The ledger's total ε at δ and its number of releases, as reply metrics."""
     total = ledger.epsilon()
@@ -98,8 +104,8 @@ class NodePrivacy:
 
     @cached_property
     def delta(self) -> float:
-        """δ: the scenario's, or 1 / the domain's number of users."""
-        return self.settings.delta or 1.0 / self.domain.n_users
+        """δ: the scenario's, or min(1e-5, 0.1 / the domain's number of users)."""
+        return self.settings.delta or default_delta(self.domain.n_users)
 
     @cached_property
     def membership(self) -> tuple[np.ndarray, np.ndarray] | None:

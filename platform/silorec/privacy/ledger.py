@@ -6,6 +6,10 @@ over the scenario's ``budget_epsilon``. Each release is recorded (and the file
 replaced atomically) *before* the upload leaves the node, so a lost reply can only
 make the ledger over-count, never under-count.
 
+Concurrent runs on one node (one ``audit-dir``) share the ledger: :meth:`PrivacyLedger.charge`
+reads, checks and records under an exclusive lock on ``<ledger>.lock``, so two uploads
+racing for the last of a budget cannot both pass the check.
+
 One file per domain, ``privacy-ledger-<domain>.json``, in the node's audit folder. It
 composes every release recorded in it: with a run's own audit folder that is the run;
 a node given a fixed ``audit-dir`` keeps one ledger across runs, so its budget holds
@@ -17,9 +21,11 @@ file is written as a number, or ``null`` with ``"unbounded": true`` (JSON has no
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -127,6 +133,21 @@ class PrivacyLedger:
             )
         return cls(path, domain, delta, releases)
 
+    @classmethod
+    def charge(
+        cls, path: Path, domain: str, delta: float, release: Release, budget: float | None
+    ) -> PrivacyLedger:
+        """Record ``release`` in the ledger at ``path`` if it keeps the domain within
+        ``budget`` (raises :class:`PrivacyBudgetExceeded` otherwise), as one step under
+        an exclusive file lock: the ledger is re-read inside the lock, so concurrent
+        runs of the same node see each other's releases. Charged *before* the upload
+        is made: a failure after this can only over-count."""
+        with _exclusive(path):
+            ledger = cls.open(path, domain, delta)
+            ledger.check_budget(release.gaussian, budget)
+            ledger.record(release)
+        return ledger
+
     def epsilon(self, extra: Sequence[GaussianSteps] = ()) -> float:
         """Total ε at :attr:`delta` of every recorded release plus ``extra``."""
         return epsilon([*(r.gaussian for r in self.releases), *extra], self.delta)
@@ -157,3 +178,16 @@ class PrivacyLedger:
                 "releases": [r.to_json() for r in self.releases],
             },
         )
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``<path>.lock`` (held by this process until the
+    block ends; released by the OS if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

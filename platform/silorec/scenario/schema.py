@@ -391,6 +391,26 @@ class FederationSettings(StrictModel):
     )
     train_timeout_s: float = Field(3600.0, gt=0)
     eval_timeout_s: float = Field(1800.0, gt=0)
+    node_ids: dict[str, int] = Field(
+        default_factory=dict,
+        description="Domain -> the Flower node id allowed to serve it (deployment: the id "
+        "`flwr supernode register` printed for the domain's key). A node claiming a "
+        "bound domain is refused unless it is that node; without a binding, a domain "
+        "claimed by two nodes is refused for both (never served by a squatter).",
+    )
+    max_task_vector_norm_ratio: float | None = Field(
+        10.0,
+        gt=1.0,
+        description="Reject an upload whose task vector (W - θ0) has a norm over this many "
+        "times the median of the other domains' (a poisoned or broken model); None: off.",
+    )
+    clip_task_vector_norm_ratio: float | None = Field(
+        3.0,
+        gt=0.0,
+        description="Before merging, scale each task vector down to at most this many "
+        "times the median norm of the accepted ones, so one domain cannot dominate the "
+        "merge; None: off.",
+    )
 
 
 class AuditSettings(StrictModel):
@@ -398,7 +418,11 @@ class AuditSettings(StrictModel):
     trail, the fail-closed wire policy and the leakage detectors)."""
 
     enabled: bool = Field(
-        True, description="Log every reply and enforce the wire policy on every node."
+        True,
+        description="Ignored, kept so that older scenarios still load: the node's guard, "
+        "wire policy and audit log are always on, on every engine. Whoever writes the "
+        "scenario runs the merge server, and must not be able to switch off a node's "
+        "protection.",
     )
     canaries: int = Field(
         0,
@@ -440,7 +464,11 @@ class PrivacySettings(StrictModel):
         "together reach this ε (instead of noise_multiplier).",
     )
     delta: float | None = Field(
-        None, gt=0.0, lt=1.0, description="δ; default 1 / the domain's number of users."
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="δ; default min(1e-5, 0.1 / the domain's number of users), well under "
+        "1/n so that ε means something for every user.",
     )
     max_grad_norm: float = Field(1.0, gt=0.0, description="DP-SGD per-example clipping norm.")
     clip_norm: float = Field(1.0, gt=0.0, description="Gaussian mechanism: task-vector clip norm.")
@@ -572,6 +600,19 @@ class Scenario(StrictModel):
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"merge labels must be unique; repeated: {', '.join(dupes)}")
+        unknown = sorted(set(self.federation.node_ids) - set(names))
+        if unknown:
+            raise ValueError(
+                f"federation.node_ids names unknown domain(s) {', '.join(unknown)} "
+                f"(domains: {', '.join(names)})"
+            )
+        bound = list(self.federation.node_ids.values())
+        shared = sorted({n for n in bound if bound.count(n) > 1})
+        if shared:
+            raise ValueError(
+                f"federation.node_ids binds node(s) {', '.join(map(str, shared))} to "
+                "several domains: one node serves one domain"
+            )
         return self
 
     @model_validator(mode="after")
