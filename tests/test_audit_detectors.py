@@ -23,12 +23,12 @@ from silorec.wire import protocol
 USERS = [np.array([5, 9, 2, 7]), np.array([1, 3, 8])]
 
 
-def scanner() -> SequenceScanner:
-    return SequenceScanner(10, {"user": USERS})
+def scanner(n_items: int = 10) -> SequenceScanner:
+    return SequenceScanner(n_items, {"user": USERS})
 
 
-def hits(buffer: bytes) -> set[tuple[str, str, int, int]]:
-    found = scanner().scan(np.frombuffer(buffer, np.uint8))
+def hits(buffer: bytes, n_items: int = 10) -> set[tuple[str, str, int, int]]:
+    found = scanner(n_items).scan(np.frombuffer(buffer, np.uint8))
     return {(h.group, h.encoding, h.offset, h.runs) for h in found}
 
 
@@ -40,7 +40,16 @@ def test_a_users_items_are_found_in_every_encoding_at_any_offset(
     rng = np.random.default_rng(prefix)
     junk = rng.normal(size=8).astype(np.float32).tobytes()
     data = junk[:prefix] + np.array([5, 9, 2, 7], dtype=dtype).tobytes() + junk
-    assert ("user", encoding, prefix, 2) in hits(data)
+    # 16-bit readings are searched where runs are rare among all possible ones (not
+    # in a 10-item catalogue, see the next test): the same users over 1,000 items.
+    n_items = 1000 if np.dtype(dtype).itemsize == 2 else 10
+    assert ("user", encoding, prefix, 2) in hits(data, n_items)
+
+
+def test_16_bit_readings_are_skipped_in_a_tiny_catalogue() -> None:
+    assert not scanner(10).scans_16_bit and scanner(1000).scans_16_bit
+    data = np.array([5, 9, 2, 7], dtype="<u2").tobytes()
+    assert {e for _, e, _, _ in hits(data, 10)} == set()
 
 
 def test_items_that_are_not_a_run_of_one_user_are_not_found() -> None:
@@ -186,9 +195,10 @@ def test_the_guard_finds_float_ids_written_over_allowed_embeddings() -> None:
         "item_embeddings", "array", arrays={"text": WireArray.from_numpy(embeddings)}
     )
     verdict = guard().inspect(protocol.TRAIN, Payload(tuple(records)))
-    assert [(v.rule, v.where) for v in verdict.violations] == [
+    # Found as stored (and, for these consecutive ids, read as ids + 1 too).
+    assert {(v.rule, v.where) for v in verdict.violations} == {
         ("sequence", "array 'item_embeddings/text'")
-    ]
+    }
     assert (
         "3 run(s) of 3 consecutive item ids of user sequences as float32 little-endian (first at byte 20)"
         in verdict.reason()

@@ -41,7 +41,7 @@ def train_reply(*extra: WireRecord, **replace: WireRecord) -> PayloadInfo:
         "info": config("info", domain="alpha"),
         "weights": arrays("weights", w=np.zeros((2, 3), np.float32), b=np.ones(3, np.float32)),
         "item_embeddings": arrays("item_embeddings", text=np.ones((4, 2), np.float32)),
-        "metrics": metrics("metrics", epochs_run=2.0, best_valid_ndcg=0.1),
+        "metrics": metrics("metrics", epochs_run=2.0, final_train_loss=0.1),
     }
     records.update(replace)
     return info(*records.values(), *extra)
@@ -59,7 +59,7 @@ def test_what_the_protocol_sends_is_allowed() -> None:
     evaluate_reply = info(config("info", domain="alpha"),
                           metrics("result:theta0", **{"test/recall@10": 0.2, "valid/n_users": 60.0}),
                           metrics("result:ties(density=0.2)", **{"test/mrr": 0.1}),
-                          metrics("pairs", **{"test/ndcg@10/0/1/n": 60.0, "valid/mrr/2/5/sumsq": 0.3}))  # fmt: skip
+                          metrics("pairs", **{"test/ndcg@10/0/1/n": 60.0, "valid/ndcg@10/2/5/sumsq": 0.3}))  # fmt: skip
     assert violations(protocol.EVALUATE, evaluate_reply) == []
 
 
@@ -101,13 +101,16 @@ def test_a_missing_record_or_parameter_is_not_the_policys_business() -> None:
         (train_reply(metrics=metrics("metrics", epochs_run=2)),
          ["type: metric 'metrics' key 'epochs_run': is int, only float scalars may leave"]),
         (train_reply(metrics=metrics("metrics", ids=[3.0, 5.0, 7.0])),
-         ["type: metric 'metrics' key 'ids': is list[float] (3 values), only float scalars may leave"]),
+         ["type: metric 'metrics' key 'ids': is list[float] (3 values), only float scalars may leave",
+          "allow-list: metric 'metrics' key 'ids': is not on the train metric allow-list"]),
+        (train_reply(metrics=metrics("metrics", item_17=17.0)),
+         ["allow-list: metric 'metrics' key 'item_17': is not on the train metric allow-list"]),
         (train_reply(weights=config("weights", w="0.1 0.2")),
          ["type: record 'weights': is a config record, expected kind 'array'"]),
     ],
     ids=["extra-parameter", "shape", "float64", "int-weights", "big-endian", "embedding-rows",
          "embedding-ids", "extra-record", "config-string", "other-domain", "bytes-domain",
-         "int-metric", "list-metric", "wrong-kind"],
+         "int-metric", "list-metric", "unlisted-metric", "wrong-kind"],
 )  # fmt: skip
 def test_each_violation_names_where_and_why(payload: PayloadInfo, expected: list[str]) -> None:
     assert violations(protocol.TRAIN, payload) == expected
@@ -143,3 +146,26 @@ def test_an_opaque_array_is_refused() -> None:
     assert violations(protocol.TRAIN, payload) == [
         "type: array 'weights/w': is opaque 'custom' data, not a numpy array"
     ]
+
+
+def test_ten_thousand_metric_keys_are_blocked_in_a_readable_verdict() -> None:
+    """The scalar side door: one float item id per key."""
+    many = metrics("metrics", **{f"m{i}": float(i) for i in range(10_000)})
+    found = violations(protocol.TRAIN, train_reply(metrics=many))
+    assert len(found) == 11
+    assert found[-1] == (
+        "allow-list: metric 'metrics': 9990 more keys that are not on the train metric "
+        "allow-list"
+    )
+
+
+def test_evaluate_results_are_bounded_by_the_nodes_model_limit() -> None:
+    records = [metrics(f"result:m{i}", **{"test/recall@10": 0.1}) for i in range(5)]
+    payload = info(config("info", domain="alpha"), *records)
+    expected = WireExpectations(domain="alpha", weights={}, metric_ks=(10,), max_models=4)
+    found = [f"{v.rule}: {v.where}: {v.detail}"
+             for v in check_reply(protocol.EVALUATE, payload, expected)]  # fmt: skip
+    assert found == ["allow-list: records 'result:*': 5 model results, at most 4 may leave"]
+    unknown = info(config("info", domain="alpha"), metrics("result:m", **{"test/recall@7": 0.1}))
+    found = [v.detail for v in check_reply(protocol.EVALUATE, unknown, expected)]
+    assert found == ["is not of the form <split>/<metric>"]

@@ -80,7 +80,9 @@ def test_amazon_data_end_to_end_small(
     for name in ("beauty", "sports", "toys", "pantry"):
         node = results.node(name)
         assert node is not None and node.status == "ok"
-        assert 250 <= node.info["n_users"] <= 300
+        # The subsample's users plus the audit's canary users (planted in training data).
+        canaries = results.scenario["audit"]["canaries"]
+        assert 250 + canaries <= node.info["n_users"] <= 300 + canaries
     assert len(results.rows) == (1 + 3 + 2) * 4 * 2
     assert "Test Recall@10 (completed)" in capsys.readouterr().out
 

@@ -240,6 +240,7 @@ def _replay(
             entries,
             lambda dim: model_weight_spec(scenario.model, dim),
             item_texts_allowed=scenario.uploads_item_texts,
+            metric_ks=tuple(scenario.evaluation.ks),
         )
         if expected is None:
             notes.append(

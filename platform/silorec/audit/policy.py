@@ -2,16 +2,22 @@
 
 Per message type of :mod:`silorec.wire.protocol`:
 
-- describe: ``info`` {domain: str, unseen: bool} and ``metrics`` (float scalars);
+- describe: ``info`` {domain: str, unseen: bool} and ``metrics`` (float scalars
+  whose names are on the describe allow-list of :mod:`silorec.wire.metrics`);
 - train: ``info`` {domain}, ``weights`` (exactly the model's own parameters: names,
   shapes, float32), ``item_embeddings`` {"text": float32 [n_items, text_dim]},
-  ``metrics`` (float scalars) and, only where the scenario needs the catalogue's texts
+  ``metrics`` (float scalars named on the train allow-list) and, only where the scenario needs the catalogue's texts
   on the server (a text-encoder model with a learned merge), ``item_texts``
   {"texts": exactly n_items strings}, which the node's guard also requires to be its
   own catalogue's texts;
-- evaluate: ``info`` {domain}, one ``result:<label>`` metric record per model, keyed
-  ``<split>/<metric>``, and ``pairs``: paired-comparison sums keyed
-  ``<split>/<metric>/<i>/<j>/<statistic>``.
+- evaluate: ``info`` {domain}, one ``result:<label>`` metric record per model (at
+  most the node's ``max-evaluate-models``), keyed ``<split>/<metric>`` with the
+  scenario's metrics, and ``pairs``: paired-comparison sums keyed
+  ``<split>/<metric>/<i>/<j>/<statistic>`` for ``i < j`` models of the request.
+
+Scalars are a channel too (10,000 metric keys each holding one float item id would
+carry a log), so metric names are an allow-list per reply kind and their number is
+bounded by it.
 
 Anything else is a violation. The policy judges a :class:`PayloadInfo` (no data, no
 Flower), so the node applies it before sending, ``silorec audit`` replays it on the
@@ -29,6 +35,7 @@ from typing import Any
 
 from silorec.audit.payload import NUMPY_STYPE, ArrayInfo, PayloadInfo, RecordInfo
 from silorec.audit.verdict import Violation
+from silorec.wire import metrics as metric_names
 from silorec.wire import protocol
 
 #: Parameter name -> (shape, dtype), as :func:`silorec.models.model_weight_spec` gives.
@@ -37,10 +44,6 @@ WeightSpec = Mapping[str, tuple[tuple[int, ...], str]]
 FLOAT32 = "float32"
 #: Evaluate metric keys: ``<split>/<metric>`` with the scenario's split names.
 RESULT_KEY = re.compile(r"^(valid|test)/[a-z][a-z0-9_@.]*$")
-#: Paired-comparison keys: ``<split>/<metric>/<model i>/<model j>/<statistic>``.
-PAIR_KEY = re.compile(
-    rf"^(valid|test)/[a-z][a-z0-9_@.]*/\d+/\d+/({'|'.join(protocol.PAIR_STATS)})$"
-)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class WireExpectations:
     text_dim: int | None = None
     item_texts_allowed: bool = False
     catalogue_texts: tuple[str, ...] | None = None
+    #: The scenario's ranking cut-offs (evaluate metric names); None: any ``@K``.
+    metric_ks: tuple[int, ...] | None = None
+    #: The most models one evaluate reply may report on (the node's floor).
+    max_models: int = metric_names.MAX_PAIR_MODELS
 
 
 RecordRule = Callable[[RecordInfo, WireExpectations], list[Violation]]
@@ -73,6 +80,15 @@ def check_reply(
     (empty: it may be sent)."""
     rules = _RULES.get(message_type)
     violations: list[Violation] = []
+    results = [r for r in payload.records if r.name.startswith(protocol.RESULT_PREFIX)]
+    if message_type == protocol.EVALUATE and len(results) > expected.max_models:
+        violations.append(
+            Violation(
+                "allow-list",
+                f"records '{protocol.RESULT_PREFIX}*'",
+                f"{len(results)} model results, at most {expected.max_models} may leave",
+            )
+        )
     for record in payload.records:
         rule = None if rules is None else _rule_for(rules, record.name)
         if rule is None:
@@ -146,23 +162,65 @@ def _scalar_metrics(record: RecordInfo, expected: WireExpectations) -> list[Viol
     return violations
 
 
-def _keyed_metrics(pattern: re.Pattern[str], form: str) -> RecordRule:
-    """Float scalars whose keys match ``pattern`` (described as ``form``)."""
+def _named_metrics(allowed: frozenset[str], kind: str) -> RecordRule:
+    """Float scalars whose names are in ``allowed`` (the ``kind`` reply's allow-list)."""
 
     def rule(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
         violations = _scalar_metrics(record, expected)
-        for key in record.entries:
-            if not pattern.match(key):
-                violations.append(
-                    Violation(
-                        "allow-list",
-                        f"metric '{record.name}' key '{key}'",
-                        f"is not of the form {form}",
-                    )
-                )
+        unknown = [key for key in record.entries if key not in allowed]
+        violations.extend(_unlisted(record, unknown, f"on the {kind} metric allow-list"))
         return violations
 
     return rule
+
+
+def _result_metrics(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """``<split>/<metric>`` with the scenario's metrics (any ``@K`` when not known)."""
+    violations = _scalar_metrics(record, expected)
+    if expected.metric_ks is not None:
+        allowed = metric_names.evaluate_metric_names(expected.metric_ks)
+        unknown = [key for key in record.entries if key not in allowed]
+    else:
+        unknown = [key for key in record.entries if not RESULT_KEY.match(key)]
+    violations.extend(_unlisted(record, unknown, "of the form <split>/<metric>"))
+    return violations
+
+
+def _pair_metrics(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """``<split>/<metric>/<i>/<j>/<statistic>``, ``i < j < max_models``, bounded."""
+    violations = _scalar_metrics(record, expected)
+    limit = metric_names.pair_key_limit(expected.max_models)
+    if len(record.entries) > limit:
+        violations.append(
+            Violation(
+                "allow-list",
+                f"metric '{record.name}'",
+                f"has {len(record.entries)} keys, at most {limit} for {expected.max_models} models",
+            )
+        )
+    unknown = [k for k in record.entries if not metric_names.is_pair_key(k, expected.max_models)]
+    violations.extend(
+        _unlisted(record, unknown, "of the form <split>/<metric>/<i>/<j>/<statistic>")
+    )
+    return violations
+
+
+def _unlisted(record: RecordInfo, keys: list[str], form: str) -> list[Violation]:
+    """One violation per disallowed key, up to 10, then one for the rest (a hostile
+    reply may hold a million keys: the verdict must stay readable)."""
+    shown = [
+        Violation("allow-list", f"metric '{record.name}' key '{key}'", f"is not {form}")
+        for key in keys[:10]
+    ]
+    if len(keys) > 10:
+        shown.append(
+            Violation(
+                "allow-list",
+                f"metric '{record.name}'",
+                f"{len(keys) - 10} more keys that are not {form}",
+            )  # fmt: skip
+        )
+    return shown
 
 
 def _weights(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
@@ -248,20 +306,20 @@ def _item_texts(record: RecordInfo, expected: WireExpectations) -> list[Violatio
 _RULES: dict[str, dict[str, RecordRule]] = {
     protocol.DESCRIBE: {
         protocol.INFO: _info({"domain": str, "unseen": bool}),
-        protocol.METRICS: _scalar_metrics,
+        protocol.METRICS: _named_metrics(metric_names.DESCRIBE_METRICS, "describe"),
     },
     protocol.TRAIN: {
         protocol.INFO: _info({"domain": str}),
         protocol.WEIGHTS: _weights,
         protocol.ITEM_EMBEDDINGS: _item_embeddings,
         protocol.ITEM_TEXTS: _item_texts,
-        protocol.METRICS: _scalar_metrics,
+        protocol.METRICS: _named_metrics(metric_names.TRAIN_METRICS, "train"),
     },
     protocol.EVALUATE: {
         protocol.INFO: _info({"domain": str}),
-        f"{protocol.RESULT_PREFIX}*": _keyed_metrics(RESULT_KEY, "<split>/<metric>"),
+        f"{protocol.RESULT_PREFIX}*": _result_metrics,
         # Sums over users of per-user metric differences between two models.
-        protocol.PAIRS: _keyed_metrics(PAIR_KEY, "<split>/<metric>/<i>/<j>/<statistic>"),
+        protocol.PAIRS: _pair_metrics,
     },
 }
 

@@ -84,6 +84,7 @@ def expectations_from_logs(
     weights_for: Callable[[int], WeightSpec],
     *,
     item_texts_allowed: bool = False,
+    metric_ks: tuple[int, ...] | None = None,
 ) -> WireExpectations | None:
     """What a node's replies must match, from its logged describe reply (None when
     there is none: then its replies cannot be judged). ``item_texts_allowed``: the
@@ -100,8 +101,9 @@ def expectations_from_logs(
             except (KeyError, TypeError, ValueError):
                 continue
             return WireExpectations(
-                domain, weights_for(text_dim), n_items, text_dim, item_texts_allowed
-            )
+                domain, weights_for(text_dim), n_items, text_dim, item_texts_allowed,
+                metric_ks=metric_ks,
+            )  # fmt: skip
     return None
 
 

@@ -119,7 +119,11 @@ class DomainNode:
     def guard(self) -> NodeGuard:
         """The wire policy and leakage detectors every reply of this node must pass."""
         return NodeGuard.for_node(
-            self.scenario, self.prepared.domain, self.item_embeddings.shape[1], self.scanners
+            self.scenario,
+            self.prepared.domain,
+            self.item_embeddings.shape[1],
+            self.scanners,
+            max_models=self.floor.max_evaluate_models,
         )
 
     @cached_property

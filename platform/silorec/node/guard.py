@@ -17,6 +17,9 @@ Everything here is free of Flower, so a deployment can preview a reply with it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,6 +34,7 @@ from silorec.models import model_weight_spec
 from silorec.node.canaries import Canaries
 from silorec.node.leakage import RUN, IdentifierScanner, SequenceScanner
 from silorec.scenario.schema import Scenario
+from silorec.wire.metrics import MAX_PAIR_MODELS
 
 REDACTED = "<redacted>"
 
@@ -109,9 +113,15 @@ class NodeGuard:
 
     @classmethod
     def for_node(
-        cls, scenario: Scenario, domain: DomainData, text_dim: int, scanners: DomainScanners
+        cls,
+        scenario: Scenario,
+        domain: DomainData,
+        text_dim: int,
+        scanners: DomainScanners,
+        max_models: int = MAX_PAIR_MODELS,
     ) -> NodeGuard:
-        """The guard of a node holding ``domain`` with ``text_dim``-sized embeddings."""
+        """The guard of a node holding ``domain`` with ``text_dim``-sized embeddings
+        (``max_models``: its floor's limit of models per evaluate request)."""
         texts_allowed = scenario.uploads_item_texts
         expectations = WireExpectations(
             domain=domain.name,
@@ -122,6 +132,8 @@ class NodeGuard:
             catalogue_texts=(
                 tuple(domain.items.texts(scenario.text.fields)) if texts_allowed else None
             ),
+            metric_ks=tuple(scenario.evaluation.ks),
+            max_models=max_models,
         )
         return cls(expectations, scanners)
 
@@ -156,19 +168,87 @@ class NodeGuard:
 
 
 def _pieces(payload: Payload) -> Iterator[tuple[str, bytes | np.ndarray]]:
-    """``(where, bytes)`` for everything in ``payload`` that could hide data."""
+    """``(where, bytes)`` for everything in ``payload`` that could hide data: every
+    array, every string, bytes value and number list, every key and name (also as
+    what they decode to, see :func:`_decodings`), and all scalar values of the reply
+    together, in order, as one array (a run of ids spread one per key is still a
+    run)."""
+    scalars: list[float] = []
     for record in payload.records:
-        yield f"record name '{record.name}'", record.name.encode()
+        yield from _text_pieces(f"record name '{record.name}'", record.name)
         for name, array in record.arrays.items():
             where = f"array '{record.name}/{name}'"
-            yield f"{where} (name)", name.encode()
+            yield from _text_pieces(f"{where} (name)", name)
             yield where, array.buffer
+        many = len(record.entries) > KEYS_SCANNED_ONE_BY_ONE
+        if many:  # one scan over all the names: bounded cost for a million keys
+            yield from _text_pieces(
+                f"{record.kind} '{record.name}' keys ({len(record.entries)} names)",
+                "\n".join(record.entries),
+            )
         for key, value in record.entries.items():
             where = f"{record.kind} '{record.name}' key '{key}'"
-            yield f"{where} (name)", key.encode()
+            if not many:
+                yield from _text_pieces(f"{where} (name)", key)
+            if isinstance(value, bool | int | float):
+                scalars.append(float(value))
+                continue
+            if isinstance(value, str):
+                yield from _text_pieces(where, value)
+                continue
             data = _value_bytes(value)
             if data:
                 yield where, data
+    if len(scalars) >= RUN:
+        values = np.asarray(scalars, dtype=np.float64)
+        yield "the reply's scalar values, together", values.tobytes()
+        yield (
+            "the reply's scalar values, together (as float32)",
+            values.astype(np.float32).tobytes(),
+        )
+
+
+#: A record with more entries than this has its key names scanned in one piece (joined
+#: by newlines) rather than one by one, so that a reply with a million keys costs one
+#: scan, not a million (the policy blocks such a reply anyway).
+KEYS_SCANNED_ONE_BY_ONE = 256
+
+#: Tokens worth trying to decode: long enough to hold an identifier or a run of ids.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+_BASE32 = re.compile(r"[A-Z2-7]{8,}=*")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}){4,}")
+
+
+def _text_pieces(where: str, text: str) -> Iterator[tuple[str, bytes]]:
+    """A string as UTF-8, and as each of its :func:`_decodings`."""
+    yield where, text.encode("utf-8")
+    for encoding, data in _decodings(text):
+        yield f"{where} (decoded as {encoding})", data
+
+
+def _decodings(text: str) -> Iterator[tuple[str, bytes]]:
+    """What a string could be hiding: its base64, base32 and hex tokens decoded, and
+    the string with NUL characters removed (UTF-16 text read as UTF-8)."""
+    if "\0" in text:
+        yield "UTF-16", text.replace("\0", "").encode("utf-8")
+    for match in _HEX.finditer(text):
+        yield "hex", bytes.fromhex(match.group())
+    for match in _BASE32.finditer(text):
+        token = match.group()
+        try:
+            yield "base32", base64.b32decode(token + "=" * (-len(token) % 8))
+        except (binascii.Error, ValueError):
+            pass
+    for match in _BASE64.finditer(text):
+        token = match.group().rstrip("=")
+        for alphabet, decode in (
+            ("base64", base64.b64decode),
+            ("base64url", base64.urlsafe_b64decode),
+        ):
+            try:
+                yield alphabet, decode(token + "=" * (-len(token) % 4))
+            except (binascii.Error, ValueError):
+                pass
 
 
 def _value_bytes(value: object) -> bytes:

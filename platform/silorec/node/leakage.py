@@ -5,9 +5,15 @@ sequence, :class:`IdentifierScanner` raw user and item identifier strings, both 
 *any* byte offset of a buffer: a payload's arrays, its strings and bytes.
 
 Item ids are the node's local item indices (``0 .. n_items-1``), the integers its
-sequences hold in memory. They are searched as int32 and int64 in both byte orders at
-every offset (a misaligned copy is still a copy), and as float32 and float64 (ids cast
-to floats). Runs that repeat an item (``0, 0, 5``) are not searched: zero bytes fill
+sequences hold in memory. They are searched as uint16, int32 and int64 in both byte
+orders at every offset (a misaligned copy is still a copy), as float16, float32 and
+float64 (ids cast to floats), and shifted by one (ids counted from 1). A run is three
+consecutive items of a user's sequence, in order or reversed, of its even or odd
+positions (a sequence split in two), or of the user's items sorted (a history stored
+as a set). What such a scan cannot see (8-bit byte planes, XOR or any other keyed
+re-coding, deltas of sorted ids, ids in low mantissa bits or added to weights as
+tiny offsets) is listed in docs/threat-model.md: differential privacy is the answer
+to what a content scan cannot tell from noise. Runs that repeat an item (``0, 0, 5``) are not searched: zero bytes fill
 ordinary float buffers (sparse embeddings, zero biases), and read as integers at a
 shifted offset they produce exactly such runs by chance. Runs of three distinct items
 are what a user's history is mostly made of.
@@ -31,15 +37,24 @@ import numpy as np
 RUN = 3
 #: Integer and float encodings of item ids searched for, with their names.
 ENCODINGS: tuple[tuple[str, str], ...] = (
+    ("<u2", "uint16 little-endian"),
+    (">u2", "uint16 big-endian"),
     ("<i4", "int32 little-endian"),
     (">i4", "int32 big-endian"),
     ("<i8", "int64 little-endian"),
     (">i8", "int64 big-endian"),
+    ("<f2", "float16 little-endian"),
+    (">f2", "float16 big-endian"),
     ("<f4", "float32 little-endian"),
     (">f4", "float32 big-endian"),
     ("<f8", "float64 little-endian"),
     (">f8", "float64 big-endian"),
 )
+#: 16-bit readings are skipped when the known runs are more than this share of all
+#: runs of three distinct items the catalogue allows (a catalogue of a few dozen items).
+MAX_RUN_DENSITY_16_BIT = 1e-3
+#: Offsets added to the ids that are searched too (0: as stored; 1: counted from 1).
+ID_OFFSETS = (0, 1)
 #: Identifiers are first matched on this many leading bytes (a 2^24-entry table).
 _PREFIX_BYTES = 3
 
@@ -70,6 +85,12 @@ class SequenceScanner:
         item indices in ``0 .. n_items-1``."""
         self.n_items = int(n_items)
         self._keys = {name: _run_keys(seqs, self.n_items) for name, seqs in groups.items()}
+        possible = self.n_items * (self.n_items - 1) * (self.n_items - 2)
+        #: Whether 2-byte readings are searched: only where the known runs are rare
+        #: among all possible ones, else chance matches in ordinary weights (whose
+        #: 16-bit halves often look like small float16 integers) would block honest
+        #: replies of a tiny catalogue.
+        self.scans_16_bit = possible > 0 and self.n_runs / possible <= MAX_RUN_DENSITY_16_BIT
 
     @property
     def n_runs(self) -> int:
@@ -82,31 +103,39 @@ class SequenceScanner:
             return hits
         for dtype_str, label in ENCODINGS:
             dtype = np.dtype(dtype_str)
+            if dtype.itemsize == 2 and not self.scans_16_bit:
+                continue
             for offset in range(dtype.itemsize):
                 values = _view(buffer, offset, dtype)
                 if len(values) < RUN:
                     continue
-                positions, keys = self._candidate_runs(values)
-                for group, known in self._keys.items():
-                    found = _member(keys, known)
-                    if found.any():
-                        first = offset + int(positions[found][0]) * dtype.itemsize
-                        hits.append(SequenceHit(group, label, first, int(found.sum())))
+                for shift in ID_OFFSETS:
+                    positions, keys = self._candidate_runs(values, shift)
+                    name = label if shift == 0 else f"{label}, ids + {shift}"
+                    for group, known in self._keys.items():
+                        found = _member(keys, known)
+                        if found.any():
+                            first = offset + int(positions[found][0]) * dtype.itemsize
+                            hits.append(SequenceHit(group, name, first, int(found.sum())))
         return _merge_offsets(hits)
 
-    def _candidate_runs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and keys of the runs whose values are all valid item ids."""
-        if values.dtype.kind == "i":
+    def _candidate_runs(self, values: np.ndarray, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and keys of the runs whose values, less ``shift``, are all valid
+        item ids."""
+        if values.dtype.kind in "iu":
             # Negative values wrap around to huge ones when read as unsigned.
-            valid = values.view(values.dtype.str.replace("i", "u")) < self.n_items
+            unsigned = values.view(values.dtype.str.replace("i", "u")).astype(np.uint64)
+            valid = (unsigned >= shift) & (unsigned < self.n_items + shift)
+            values = unsigned - np.uint64(shift)
         else:
             with np.errstate(invalid="ignore"):
+                values = values.astype(np.float64) - shift
                 valid = (values >= 0) & (values < self.n_items) & (np.floor(values) == values)
         starts = valid[: len(valid) - RUN + 1].copy()
         for shift in range(1, RUN):
             starts &= valid[shift : len(valid) - RUN + 1 + shift]
         positions = np.flatnonzero(starts)
-        ids = np.stack([values[positions + shift] for shift in range(RUN)]).astype(np.uint64)
+        ids = np.stack([values[positions + k] for k in range(RUN)]).astype(np.uint64)
         return positions, _encode(ids, self.n_items)
 
 
@@ -186,12 +215,20 @@ def _prefix(raw: bytes) -> int:
     return int.from_bytes(raw[:_PREFIX_BYTES], "big")
 
 
+def _arrangements(sequence: np.ndarray) -> list[np.ndarray]:
+    """The orders a user's items are searched in: as they are, reversed, the even and
+    the odd positions, and sorted (unique)."""
+    seq = np.asarray(sequence)
+    return [seq, seq[::-1], seq[0::2], seq[1::2], np.unique(seq)]
+
+
 def _run_keys(sequences: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     """Sorted unique keys of every run of :data:`RUN` distinct items within one
-    sequence."""
+    sequence, in each of its :func:`_arrangements`."""
     runs = [
         np.stack([seq[shift : len(seq) - RUN + 1 + shift] for shift in range(RUN)])
-        for seq in sequences
+        for sequence in sequences
+        for seq in _arrangements(sequence)
         if len(seq) >= RUN
     ]
     if not runs:

@@ -425,10 +425,12 @@ class AuditSettings(StrictModel):
         "protection.",
     )
     canaries: int = Field(
-        0,
+        4,
         ge=0,
-        description="Synthetic canary users planted in each domain's detector: their "
-        "sequences and identifiers must never appear in anything a node sends.",
+        description="Synthetic canary users planted in each domain's training data: their "
+        "sequences and identifiers must never appear in anything a node sends (finding "
+        "one is proof that training data is leaving). Their cost on the model is "
+        "measured by benchmarks/bench_canaries.py.",
     )
     min_identifier_length: int = Field(
         6,
