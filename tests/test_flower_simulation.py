@@ -55,3 +55,23 @@ def test_a_failed_run_is_reported_as_failed(tmp_path: Path) -> None:
     assert "finished:failed" in done.stderr
     assert load_run(out).status == "failed"
     assert processes_mentioning(str(home)) == []
+
+
+def test_seeds_vary_node_side_randomness_through_flwr_run(tmp_path: Path) -> None:
+    """``silorec simulate --seeds 0 1``: every node trains with the run's seed (nodes
+    kept prepared between runs must not keep the previous run's), and the summary is
+    written at the seed level. The two runs share one FLWR_HOME, as a user's would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_")}
+    home, out = tmp_path / "flwr-home", tmp_path / "seeds"
+    command = [sys.executable, "-m", "silorec.cli", "simulate", str(TINY), "--seeds", "0", "1",
+               "--out", str(out), "--flwr-home", str(home)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1500)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for seed in (0, 1):
+        results = load_run(out / f"seed-{seed}")
+        assert results.status == "completed" and results.engine == "simulation"
+        for domain in ("alpha", "beta", "gamma"):
+            assert results.node(domain).info["train_seed"] == seed
+    assert "Paired t-tests over the 2 seeds" in (out / "summary.md").read_text()
+    assert processes_mentioning(str(home)) == []

@@ -3,7 +3,8 @@ an unseen domain), δ, noise, uploads and the membership-inference AUC."""
 
 from __future__ import annotations
 
-from silorec.results.example import example_results
+from results_example import example_results
+
 from silorec.results.report import render_report
 from silorec.results.schema import RunResults
 

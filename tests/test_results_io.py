@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from results_example import example_results
 
 import silorec.results.io as rio
 from silorec.results import (
@@ -26,7 +27,6 @@ from silorec.results import (
     write_run,
     write_text_atomic,
 )
-from silorec.results.example import example_results
 
 EXPECTED = [
     "results.json",

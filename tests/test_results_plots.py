@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_example import example_results, metrics_from_recall10
+
 from silorec.results import ResultRow, RunResults
-from silorec.results.example import example_results, metrics_from_recall10
 from silorec.results.plots import (
     BASE_COLOUR,
     MERGE_COLOURS,
@@ -133,7 +134,7 @@ def test_many_merges_cycle_colours_with_hatches() -> None:
 def test_plotting_never_touches_pyplot_or_a_display(tmp_path: Path) -> None:
     code = (
         "import sys, matplotlib\n"
-        "from silorec.results.example import example_results\n"
+        "from results_example import example_results\n"
         "from silorec.results.plots import write_plots\n"
         f"write_plots(example_results(), {str(tmp_path)!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
@@ -141,6 +142,7 @@ def test_plotting_never_touches_pyplot_or_a_display(tmp_path: Path) -> None:
     # A DISPLAY that does not exist: any attempt to open a window would fail.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["DISPLAY"] = ":99"
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )

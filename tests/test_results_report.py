@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from results_example import example_results
 
 from silorec.results import Failure, NodeRecord, ResultRow, RunResults, render_report
-from silorec.results.example import example_results
 from silorec.results.report import describe_base
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from results_example import MERGES, TEST_RECALL10, example_results
 
 from silorec.results import (
     ID_COLUMNS,
@@ -21,7 +22,6 @@ from silorec.results import (
     unseen_transfer,
 )
 from silorec.results.analysis import MEAN_ROW
-from silorec.results.example import MERGES, TEST_RECALL10, example_results
 
 METRICS = [
     "recall@5",

@@ -107,9 +107,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_seeds(args: argparse.Namespace, project) -> int:  # noqa: ANN001
-    """One run per seed in ``<out>/seed-<s>/``, then ``summary.md/json/csv`` in ``<out>``."""
+def _run_seeds(args: argparse.Namespace, project, engine: str = "inprocess") -> int:  # noqa: ANN001
+    """One run per seed in ``<out>/seed-<s>/``, then ``summary.md/json/csv`` in ``<out>``.
+    A seed replaces the scenario's seeds on the server and on every node."""
     from silorec.engine.local import RunFailed, run_inprocess
+    from silorec.engine.simulation import SimulationError, simulate
     from silorec.results import load_run, new_run_dir
     from silorec.results.seeds import write_summary
     from silorec.scenario import load_scenario
@@ -120,12 +122,17 @@ def _run_seeds(args: argparse.Namespace, project) -> int:  # noqa: ANN001
     )
     runs, failed = [], False
     for seed in args.seeds:
+        out = folder / f"seed-{seed}"
         try:
-            run_dir = run_inprocess(
-                args.scenario, project, out=folder / f"seed-{seed}", seed=seed,
-                node_config=args.node_config,
-            )  # fmt: skip
-        except RunFailed as exc:
+            if engine == "simulation":
+                run_dir = simulate(
+                    args.scenario, project, out=out, flwr_home=args.flwr_home,
+                    cpus_per_node=args.cpus_per_node, node_config=args.node_config, seed=seed,
+                )  # fmt: skip
+            else:
+                run_dir = run_inprocess(args.scenario, project, out=out, seed=seed,
+                                        node_config=args.node_config)  # fmt: skip
+        except (RunFailed, SimulationError) as exc:
             _report_failure(f"seed {seed}: {exc}", exc.run_dir)
             failed = True
             continue
@@ -150,6 +157,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from silorec.engine.simulation import SimulationError, simulate
 
     project = find_project(args.project)
+    if args.seeds:
+        return _run_seeds(args, project, engine="simulation")
     try:
         run_dir = simulate(
             args.scenario,
@@ -262,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(simulate)
     simulate.add_argument(
         "--flwr-home", type=Path, help="FLWR_HOME for this run (default: a fresh temp folder)"
+    )
+    simulate.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="one `flwr run` per seed (in OUT/seed-<s>/), summarised in OUT/summary.md",
     )
     simulate.add_argument(
         "--cpus-per-node",

@@ -39,10 +39,13 @@ def node_for(context: Context, app_dir: Path) -> DomainNode:
     scenario, text, source = scenario_from_run_config(context.run_config, app_dir)
     assignment = assign_domain(scenario, context.node_config)
     floor = node_floor(context)
+    # The seeds are in the key: a seed replaces the scenario's (run config ``seed``),
+    # and a node kept from a run with another seed must not train with its seed.
+    seeds = [scenario.seed, scenario.train.seed, scenario.base.seed]
     key = hashlib.sha256(
         "\0".join(
             [text, source, assignment.domain.name, str(assignment.data_dir),
-             json.dumps(floor.describe(), sort_keys=True)]
+             json.dumps(floor.describe(), sort_keys=True), json.dumps(seeds)]
         ).encode()
     ).hexdigest()  # fmt: skip
     node = _nodes.get(key)

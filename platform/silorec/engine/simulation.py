@@ -115,13 +115,16 @@ def simulate(
     cpus_per_node: float | None = None,
     timeout: float = 6 * 3600.0,
     node_config: str = "",
+    seed: int | None = None,
 ) -> Path:
     """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
     run directory once the run has completed, else raises :class:`SimulationError`.
 
     ``node_config``: every simulated node's node config (its floor, see
     :mod:`silorec.node.floor`), handed to the nodes through the environment of the
-    SuperLink that starts them (Flower simulation has no per-node config of its own)."""
+    SuperLink that starts them (Flower simulation has no per-node config of its own).
+    ``seed`` replaces the scenario's seeds on the server and on every node (the run
+    config's ``seed``)."""
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
     NodeFloor.from_node_config(parse_node_config(node_config))  # a bad one fails now
     if out is not None:
@@ -143,6 +146,8 @@ def simulate(
             ("scenario", source), ("run-dir", str(run_dir)), ("engine", "simulation")
         )
     )  # fmt: skip
+    if seed is not None:
+        run_config += f" seed={int(seed)}"
     with simulation_superlink(home, env) as superlink:
         write_connection(home, CONNECTION, superlink.address)
         command = [

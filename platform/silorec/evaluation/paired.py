@@ -9,6 +9,7 @@ seeds or domains, by adding them up) computes a paired t-test.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,3 +64,53 @@ def paired_t_test(sums: PairedSums) -> PairedTest:
                           1.0 if mean == 0 else 0.0)  # fmt: skip
     t = mean / (sd / math.sqrt(n))
     return PairedTest(n, mean, sd, t, float(2 * stats.t.sf(abs(t), df=n - 1)))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order (NaN stays NaN and does
+    not count as a comparison): controls the chance of any false positive among the
+    comparisons reported together."""
+    indexed = [(p, i) for i, p in enumerate(pvalues) if not math.isnan(p)]
+    indexed.sort()
+    m = len(indexed)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """Seed-level statistics of values, one per seed: mean, the 95% confidence
+    interval of the mean (Student's t, k − 1 degrees of freedom), and the two-sided
+    p-value of a zero mean (a one-sample t-test: for differences, a paired test over
+    seeds). With one seed the interval and p are NaN."""
+
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    p: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> SeedSummary:
+        data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+        n = len(data)
+        if n == 0:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        mean = float(data.mean())
+        if n < 2:
+            return cls(n, mean, math.nan, math.nan, math.nan)
+        sd = float(data.std(ddof=1))
+        half = float(stats.t.ppf(0.975, df=n - 1)) * sd / math.sqrt(n)
+        if sd == 0.0:
+            p = 1.0 if mean == 0.0 else 0.0
+        else:
+            p = float(2 * stats.t.sf(abs(mean / (sd / math.sqrt(n))), df=n - 1))
+        return cls(n, mean, mean - half, mean + half, p)
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2

@@ -273,7 +273,7 @@ class DomainNode:
         served = self._evaluate_requests.get(run, 0)
         self.floor.check_evaluate(self.name, served=served, n_models=len(models))
         settings = self.scenario.evaluation
-        users = evaluation_users(self.prepared.domain, settings.max_users, self.scenario.seed)
+        users = evaluation_users(self.prepared.domain, settings.max_users, settings.users_seed)
         self.floor.check_users(self.name, "evaluation metrics", len(users))
         self._evaluate_requests[run] = served + 1
         results: dict[str, dict[str, EvalResult]] = {}

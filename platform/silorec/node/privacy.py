@@ -51,7 +51,14 @@ from silorec.training.finetune import per_example_losses, training_examples
 #: it); the training loss and validation scores are computed on the data without
 #: noise, so they are withheld.
 PUBLIC_TRAIN_SCALARS = frozenset(
-    {"epochs_run", "train_seconds", "eval_seconds", "n_train_sequences", "sequences_per_second"}
+    {
+        "epochs_run",
+        "train_seconds",
+        "eval_seconds",
+        "n_train_sequences",
+        "sequences_per_second",
+        "train_seed",
+    }
 )
 
 

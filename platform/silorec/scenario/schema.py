@@ -366,6 +366,11 @@ class EvaluationSettings(StrictModel):
     max_users: int | None = Field(
         None, ge=1, description="Evaluate a seeded sample of users; None = all."
     )
+    users_seed: int = Field(
+        0,
+        description="Seed of that sample. It is not the run's seed: every seed of "
+        "`silorec run --seeds` evaluates the same users, so seeds are comparable.",
+    )
 
     @field_validator("ks")
     @classmethod

@@ -162,6 +162,7 @@ def _dp_fine_tune(
         n_train_sequences=schedule.n_examples,
         sequences_per_second=schedule.n_examples * epochs / max(train_seconds, 1e-9),
         history=history,
+        seed=settings.seed,
     )
 
 

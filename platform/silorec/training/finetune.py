@@ -45,6 +45,8 @@ class FineTuneReport:
     n_train_sequences: int
     sequences_per_second: float
     history: list[dict[str, float]] = field(default_factory=list)
+    #: The node-side seed the training used (``train.seed``, replaced by a run's seed).
+    seed: int = 0
 
     def scalars(self) -> dict[str, float]:
         """Flat scalar metrics for the node's reply."""
@@ -55,6 +57,7 @@ class FineTuneReport:
             "eval_seconds": self.eval_seconds,
             "n_train_sequences": float(self.n_train_sequences),
             "sequences_per_second": self.sequences_per_second,
+            "train_seed": float(self.seed),
         }
         if self.best_valid_ndcg10 is not None:
             out["best_valid_ndcg@10"] = self.best_valid_ndcg10
@@ -310,4 +313,5 @@ def _fine_tune(
         n_train_sequences=objective.n_examples,
         sequences_per_second=objective.n_examples * epochs_run / max(train_seconds, 1e-9),
         history=history,
+        seed=settings.seed,
     )

@@ -66,6 +66,7 @@ TRAIN_METRICS = (
             "sequences_per_second",
             "best_valid_ndcg@10",
             "final_train_loss",
+            "train_seed",
             PRIVACY_NOISE_MULTIPLIER,
             MIA_AUC,
             MIA_MEMBERS,

@@ -7,7 +7,8 @@ valid and test splits; metrics ``recall@K``/``ndcg@K`` for K in 5, 10, 20, 50 an
 exactly :data:`TEST_RECALL10`; every other metric is derived from it with fixed
 factors (see :func:`metrics_from_recall10`).
 
-Try it: ``python -m silorec.results.example /tmp/example-run`` writes a run directory.
+For tests only (not part of the library): ``python tests/results_example.py DIR``
+writes a run directory from it.
 """
 
 from __future__ import annotations
