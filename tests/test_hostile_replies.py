@@ -51,22 +51,26 @@ def fast_scenario(tmp_path: Path, *, fedavg_rounds: int = 0) -> Path:
 def run_hostile(
     tmp_path: Path,
     message_type: str,
-    tamper: Tamper,
+    tamper: Tamper | None,
     *,
     group: str | None = None,
     bind: bool = True,
     fedavg_rounds: int = 0,
+    scenario: Path | None = None,
+    domains: list[str] = DOMAINS,
 ) -> Path:
-    """Run with beta's replies to ``message_type`` (of ``group``, if given) tampered."""
+    """Run with beta's (partition 1's) replies to ``message_type`` (of ``group``, if
+    given) tampered; ``tamper`` None: an honest run."""
     project = find_project(HERE.parent)
     app = project.load(project.clientapp)
-    scenario = fast_scenario(tmp_path, fedavg_rounds=fedavg_rounds)
+    scenario = scenario or fast_scenario(tmp_path, fedavg_rounds=fedavg_rounds)
 
     def client(message: Message, context: Context) -> Message:
         reply = app(message, context)
         meta = message.metadata
         if (
-            context.node_config["partition-id"] == HOSTILE
+            tamper is not None
+            and context.node_config["partition-id"] == HOSTILE
             and meta.message_type == message_type
             and (group is None or meta.group_id == group)
             and not reply.has_error()
@@ -79,10 +83,11 @@ def run_hostile(
                   "engine": "inprocess"}  # fmt: skip
     if bind:
         run_config[NODE_BINDING] = binding_text(
-            {d: FIRST_NODE_ID + i for i, d in enumerate(DOMAINS)}
+            {d: FIRST_NODE_ID + i for i, d in enumerate(domains)}
         )
     try:
-        run_apps(project.load(project.serverapp), client, num_nodes=4, run_config=run_config)
+        run_apps(project.load(project.serverapp), client, num_nodes=len(domains),
+                 run_config=run_config)  # fmt: skip
     except ServerAppFailed:
         pass
     assert (out / "results.json").exists(), "results.json must always be written"
@@ -398,3 +403,27 @@ def _remember_sent_weights(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(message, context, app_dir)
 
     monkeypatch.setattr(node, "train", train)
+
+
+@pytest.mark.slow
+def test_one_poisoned_domain_cannot_ruin_the_quickstart_merges(tmp_path: Path) -> None:
+    """Quickstart, toys uploading its task vector x100: every merge keeps at least 0.9x
+    the honest domains' (books, kitchen) mean test Recall@10 of the clean run."""
+    from silorec.scenario import load_scenario_with_text
+
+    _, _, source = load_scenario_with_text("builtin:quickstart", [])
+    domains = ["books", "toys", "kitchen"]
+    clean = load_run(run_hostile(tmp_path / "clean", protocol.TRAIN, None,
+                                 scenario=Path(source), domains=domains))  # fmt: skip
+    poisoned = load_run(run_hostile(tmp_path / "poisoned", protocol.TRAIN, ScaleTaskVector(100.0),
+                                    scenario=Path(source), domains=domains))  # fmt: skip
+    assert poisoned.status == "completed"
+    # Rejected in every round it poisoned, θ0's FedAvg warm-up included.
+    failures = [f for f in poisoned.failures if f.domain == "toys"]
+    assert {f.phase for f in failures} == {"warm-up-1", "warm-up-2", "fine-tune"}
+    assert all("x the median of the other domains'" in f.reason for f in failures)
+    honest = ["books", "kitchen"]
+    for label in clean.models("merge"):
+        before = clean.table("test", "recall@10").loc[label, honest].mean()
+        after = poisoned.table("test", "recall@10").loc[label, honest].mean()
+        assert after >= 0.9 * before, (label, before, after)

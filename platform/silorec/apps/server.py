@@ -86,7 +86,7 @@ from silorec.results import (
     write_run,
     write_text_atomic,
 )
-from silorec.runtime import resolve_device
+from silorec.runtime import resolve_device, use_deterministic_algorithms
 from silorec.scenario import Scenario
 from silorec.scenario.schema import slugify
 from silorec.wire import protocol
@@ -94,6 +94,7 @@ from silorec.wire.replies import (
     DescribeReply,
     EvaluateReply,
     ReplyRejected,
+    Screening,
     TrainReply,
     clipped,
     read_describe,
@@ -151,6 +152,7 @@ class MergeServer:
         engine: str,
         binding: Mapping[str, int] | None = None,
     ) -> None:
+        use_deterministic_algorithms()  # learned merges train on the server
         self.scenario = scenario
         self.scenario_text = scenario_text
         self.run_dir = run_dir
@@ -388,12 +390,17 @@ class MergeServer:
                                         group=f"{label}-{round_number}")  # fmt: skip
             if not replies:
                 raise RunAborted(f"FedAvg ({label}) round {round_number}: no model came back")
+            group = f"{label}-{round_number}"
+            screened, screening = self._screen(theta, replies, group)
+            if not screened:
+                raise RunAborted(f"FedAvg ({label}) round {round_number}: no model accepted")
             # Sizes are validated against each node's describe reply (read_train).
-            sizes = {d: float(r.n_train_sequences) for d, r in replies.items()}
-            theta = weighted_average({d: r.weights for d, r in replies.items()}, sizes)
+            sizes = {d: float(replies[d].n_train_sequences) for d in screened}
+            theta = weighted_average(screened, sizes)
             history.append(
-                {"round": round_number, "domains": sorted(replies), "train_sequences": sizes}
-            )
+                {"round": round_number, "domains": sorted(screened), "train_sequences": sizes,
+                 "clip_scale": {d: round(c, 6) for d, c in screening.scale.items() if c < 1.0}}
+            )  # fmt: skip
         return theta, history
 
     def _train_round(
@@ -433,20 +440,36 @@ class MergeServer:
                 self._fail(group, f"rejected upload: {exc}", name, status="rejected")
         return valid
 
+    def _screen(
+        self, start: Weights, replies: Mapping[str, TrainReply], phase: str
+    ) -> tuple[dict[str, Weights], Screening]:
+        """The uploads of one training round, screened against the weights they were
+        trained from (:func:`~silorec.wire.replies.screen_task_vectors`): outliers
+        rejected (for this phase), the others clipped. Used for every round, FedAvg's
+        included, so one inflated update can steer neither θ0 nor a merge."""
+        federation = self.scenario.federation
+        screening = screen_task_vectors(
+            start,
+            {name: reply.weights for name, reply in replies.items()},
+            outlier_ratio=federation.max_task_vector_norm_ratio,
+            clip_ratio=federation.clip_task_vector_norm_ratio,
+        )
+        for name, reason in screening.rejected.items():
+            self._fail(phase, f"rejected upload: {reason}", name, status="rejected")
+        screened = {
+            name: clipped(start, reply.weights, screening.scale[name])
+            for name, reply in replies.items()
+            if name not in screening.rejected
+        }
+        return screened, screening
+
     def fine_tune(self, theta0: Weights) -> dict[str, Weights]:
         """Every merged domain fine-tunes θ0 locally and uploads its model."""
         with self._phase("fine-tune"):
             replies = self._train_round(
                 theta0, "finetune", 0, early_stopping=True, group="fine-tune"
             )
-            screening = screen_task_vectors(
-                theta0,
-                {name: reply.weights for name, reply in replies.items()},
-                outlier_ratio=self.scenario.federation.max_task_vector_norm_ratio,
-                clip_ratio=self.scenario.federation.clip_task_vector_norm_ratio,
-            )
-            for name, reason in screening.rejected.items():
-                self._fail("fine-tune", f"rejected upload: {reason}", name, status="rejected")
+            self.merge_inputs, screening = self._screen(theta0, replies, "fine-tune")
             models: dict[str, Weights] = {}
             for name, reply in replies.items():
                 if name in screening.rejected:
@@ -459,10 +482,6 @@ class MergeServer:
             self.upload_info = {
                 "task_vector_norms": {d: round(n, 6) for d, n in screening.norms.items()},
                 "clip_scale": {d: round(c, 6) for d, c in screening.scale.items() if c < 1.0},
-            }
-            self.merge_inputs = {
-                name: clipped(theta0, weights, screening.scale[name])
-                for name, weights in models.items()
             }
             log.info("fine-tuned models received from: %s", ", ".join(sorted(models)) or "none")
             return models

@@ -37,7 +37,7 @@ from silorec.node.guard import DomainScanners, NodeGuard
 from silorec.node.privacy import NodePrivacy, ReleasePlan, audit_scalars, ledger_scalars
 from silorec.privacy import PrivacyLedger, Release, ledger_path
 from silorec.results import now_iso
-from silorec.runtime import resolve_device, set_threads
+from silorec.runtime import resolve_device, set_threads, use_deterministic_algorithms
 from silorec.scenario.schema import DomainSpec, Scenario
 from silorec.text import embed_texts, make_encoder
 from silorec.training import FineTuneReport, fine_tune
@@ -80,6 +80,7 @@ class DomainNode:
         self.preparation_seconds = 0.0
         self.canaries = Canaries([], [])  # the planted canary users, once data is prepared
         set_threads(scenario.train.threads)
+        use_deterministic_algorithms()
 
     @property
     def name(self) -> str:

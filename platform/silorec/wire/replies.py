@@ -233,11 +233,14 @@ def screen_task_vectors(
     outlier_ratio: float | None,
     clip_ratio: float | None,
 ) -> Screening:
-    """Norms of each domain's task vector ``W − θ0``; a domain whose norm is over
-    ``outlier_ratio`` times the median of the *other* domains' is rejected (one
-    domain cannot hide its outlier in a median it dominates), and each kept task
-    vector is scaled down to at most ``clip_ratio`` times the median of the kept
-    ones. Either check is off when its ratio is None, or with a single domain."""
+    """Norms of each domain's task vector ``W − θ0``, each judged against the median of
+    the *other* domains' norms (a domain cannot hide its outlier in a median it
+    dominates): over ``outlier_ratio`` times that median (or not finite), the upload
+    is rejected; otherwise it is scaled down to at most ``clip_ratio`` times that
+    median. Clipping rather than rejecting keeps what an inflated but useful update
+    contributes (a domain's task vector x100 is its own direction, clipped back near
+    its honest size). Either check is off when its ratio is None, or with a single
+    domain."""
     norms = {d: _task_vector_norm(base, w) for d, w in models.items()}
     rejected: dict[str, str] = {}
     if outlier_ratio is not None and len(norms) >= 2:
@@ -252,8 +255,8 @@ def screen_task_vectors(
     kept = {d: n for d, n in norms.items() if d not in rejected}
     scale = dict.fromkeys(kept, 1.0)
     if clip_ratio is not None and len(kept) >= 2:
-        limit = clip_ratio * float(np.median(list(kept.values())))
         for domain, norm in kept.items():
+            limit = clip_ratio * float(np.median([n for d, n in kept.items() if d != domain]))
             if norm > limit > 0:
                 scale[domain] = limit / norm
     return Screening(rejected, scale, norms)

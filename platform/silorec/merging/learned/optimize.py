@@ -145,6 +145,27 @@ def learn_merge(
 ) -> Weights:
     """Learn λ by minimising ``objective`` over pseudo-users; returns θ(λ) and records
     λ, the loss curve and timings in ``context.diagnostics``."""
+    # Dropout draws from torch's global generator: seed it from ``generator`` inside a
+    # forked state, so the merge depends on its seed alone, not on what ran before it
+    # in this process (the caller's random state is left as it was).
+    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [context.device] if context.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(dropout_seed)
+        return _learn(base, finetuned, params, objective, generator=generator,
+                      context=context, needs_teacher=needs_teacher)  # fmt: skip
+
+
+def _learn(
+    base: Weights,
+    finetuned: Sequence[Weights],
+    params: LearnedMergeParams,
+    objective: Objective,
+    *,
+    generator: torch.Generator,
+    context: MergeContext,
+    needs_teacher: bool,
+) -> Weights:
     started = time.perf_counter()
     device = context.device
     tvs, layout = initial_task_vectors(base, finetuned, params)
