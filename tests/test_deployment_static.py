@@ -162,8 +162,9 @@ def test_the_organisation_node_file_runs_the_same_node_against_a_remote_superlin
     services = load_compose("docker-compose.node.yml")["services"]
     assert set(services) == NODE_SERVICES
     node = NodeEndpoint("${SILOREC_DOMAIN}", COMPOSE_TOPOLOGY.nodes[0].runtime_port)
+    # The data owner's own floor (silorec.node.floor), from their environment.
     assert command_of(services["supernode"]) == supernode_command(
-        node, CONTAINER_LAYOUT, "${SILOREC_SUPERLINK}"
+        node, CONTAINER_LAYOUT, "${SILOREC_SUPERLINK}", floor="${SILOREC_NODE_FLOOR}"
     )
     assert command_of(services["executor"]) == clientapp_executor_command(node)
     assert mounts(services["supernode"]) == {

@@ -122,10 +122,11 @@ def topology_for(domains: list[str], superlink_port: int, first_runtime_port: in
 COMPOSE_TOPOLOGY = topology_for(["books", "toys", "kitchen"], 9092, 9094)
 
 
-def node_config(domain: str, layout: Layout) -> str:
+def node_config(domain: str, layout: Layout, floor: str = "") -> str:
     """The SuperNode's ``--node-config``: which domain it serves, where its data is
-    (read-only) and where it writes its audit log."""
-    return " ".join(
+    (read-only), where it writes its audit log, and its own privacy floor (``floor``:
+    more ``key=value`` pairs, see :mod:`silorec.node.floor`)."""
+    pairs = " ".join(
         f'{key}="{value}"'
         for key, value in (
             (DOMAIN_KEY, domain),
@@ -133,6 +134,7 @@ def node_config(domain: str, layout: Layout) -> str:
             (AUDIT_DIR_KEY, layout.for_node(layout.node_audit, domain)),
         )
     )
+    return f"{pairs} {floor}" if floor else pairs
 
 
 def superlink_command(topology: Topology, layout: Layout) -> list[str]:
@@ -161,16 +163,19 @@ def serverapp_executor_command(topology: Topology, layout: Layout) -> list[str]:
     ]  # fmt: skip
 
 
-def supernode_command(node: NodeEndpoint, layout: Layout, superlink_address: str) -> list[str]:
+def supernode_command(
+    node: NodeEndpoint, layout: Layout, superlink_address: str, floor: str = ""
+) -> list[str]:
     """A domain's SuperNode: TLS to the SuperLink, authenticated by its private key,
-    its node config, its Runtime API on its own loopback port."""
+    its node config (with the data owner's ``floor``), its Runtime API on its own
+    loopback port."""
     return [
         "flower-supernode",
         "--superlink", superlink_address,
         "--root-certificates", layout.ca_certificate,
         "--auth-supernode-private-key", layout.for_node(layout.node_key, node.domain),
         "--isolation", "process",
-        "--node-config", node_config(node.domain, layout),
+        "--node-config", node_config(node.domain, layout, floor),
         "--host", LOOPBACK,
         "--port", str(node.runtime_port),
     ]  # fmt: skip
