@@ -176,7 +176,7 @@ def example_results(failed_domain: str | None = None) -> RunResults:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the example run directory to the folder given (default ./example-run)."""
-    from silorec.results.io import write_run
+    from silorec.results import write_run
 
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0] if args else "example-run")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
+from silorec.apps.node_dirs import node_log_dir
 from silorec.apps.records import metrics_record, record_to_weights, weights_to_record
 from silorec.apps.run_config import scenario_from_run_config
 from silorec.evaluation.metrics import per_user_metrics
@@ -184,9 +185,6 @@ def _pair_sums(
 
 def ledger_dir(context: Context) -> Path:
     """Where this node keeps its privacy ledger: beside its audit log."""
-    # Imported here: the audit mods import this module (for ``node_for``).
-    from silorec.apps.mods import node_log_dir
-
     return node_log_dir(context)
 
 

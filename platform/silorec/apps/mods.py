@@ -28,24 +28,19 @@ from flwr.clientapp.typing import ClientAppCallable
 from flwr.common.constant import ErrorCode
 
 from silorec.apps.client import node_for
+from silorec.apps.node_dirs import node_log_dir
 from silorec.apps.payload import log_entry, payload_of
-from silorec.apps.run_config import RUN_DIR, scenario_from_run_config
-from silorec.audit.log import AUDIT_DIR, AuditLog, node_log_name
+from silorec.apps.run_config import scenario_from_run_config
+from silorec.audit.log import AuditLog, node_log_name
 from silorec.audit.payload import PayloadInfo, describe
 from silorec.audit.verdict import Verdict
 from silorec.logs import get_logger
 from silorec.node import DomainNode, NodeConfigError, assign_domain
-from silorec.node.assignment import AUDIT_DIR_KEY
 from silorec.node.floor import FloorRefused
 from silorec.privacy import PrivacyBudgetExceeded
 from silorec.scenario import ScenarioError
 
 log = get_logger("silorec.audit")
-
-#: Node config key: the folder of this node's audit log.
-#: Where a node logs when neither the node config nor the run config says.
-FALLBACK_AUDIT_DIR = "silorec-audit"
-
 
 @dataclass(frozen=True)
 class NodeAuditSettings:
@@ -75,17 +70,6 @@ def node_audit_settings(context: Context, app_dir: Path) -> NodeAuditSettings:
         domain=domain,
         log_path=node_log_dir(context) / name,
     )
-
-
-def node_log_dir(context: Context) -> Path:
-    """The folder of this node's audit log (see the module docstring)."""
-    configured = str(context.node_config.get(AUDIT_DIR_KEY, "") or "")
-    if configured:
-        return Path(configured).expanduser()
-    run_dir = str(context.run_config.get(RUN_DIR, "") or "")
-    if run_dir:
-        return Path(run_dir).expanduser() / AUDIT_DIR
-    return Path.cwd() / FALLBACK_AUDIT_DIR
 
 
 @dataclass(frozen=True)

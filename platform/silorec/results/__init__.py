@@ -24,10 +24,10 @@ from silorec.results.io import (
     new_run_dir,
     write_bytes_atomic,
     write_json_atomic,
-    write_run,
     write_text_atomic,
 )
 from silorec.results.report import render_report
+from silorec.results.run_writer import write_run
 from silorec.results.schema import (
     BASE_LABEL,
     FEDAVG_LABEL,

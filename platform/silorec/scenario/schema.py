@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from silorec.text.encoders import MINILM_DIM, MINILM_LAYERS, MINILM_MAX_TOKENS
+from silorec.text.minilm import MINILM_DIM, MINILM_LAYERS, MINILM_MAX_TOKENS
 
 DOMAIN_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,39}$"
 

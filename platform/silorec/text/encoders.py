@@ -26,11 +26,9 @@ import numpy as np
 if TYPE_CHECKING:
     from silorec.scenario.schema import TextSettings
 
-MINILM_NAME = "all-MiniLM-L6-v2"
-MINILM_DIM = 384
-#: Transformer layers and position embeddings of all-MiniLM-L6-v2.
-MINILM_LAYERS = 6
-MINILM_MAX_TOKENS = 512
+from silorec.text.minilm import MINILM_DIM, MINILM_LAYERS, MINILM_MAX_TOKENS, MINILM_NAME
+
+__all__ = ["MINILM_DIM", "MINILM_LAYERS", "MINILM_MAX_TOKENS", "MINILM_NAME"]
 
 
 @runtime_checkable
