@@ -236,3 +236,28 @@ def test_encoded_item_ids_in_a_record_name_are_found(encode) -> None:  # noqa: A
 
 def test_an_honest_evaluate_reply_passes() -> None:
     assert _guard().inspect(protocol.EVALUATE, _evaluate("result:mergerec(lambda=0.3)")).allowed
+
+
+def _pairs_reply(values: list[float]) -> Payload:
+    keys = [f"test/recall@10/{i}/{j}/{stat}" for i in range(20) for j in range(i + 1, 20)
+            for stat in ("n", "sum", "sumsq")]  # fmt: skip
+    entries = dict(zip(keys, values, strict=False))
+    return Payload((
+        WireRecord("info", "config", entries={"domain": "toy"}),
+        WireRecord("result:m", "metric", entries={"test/recall@10": 0.5, "test/n_users": 50.0}),
+        WireRecord("pairs", "metric", entries=entries),
+    ))  # fmt: skip
+
+
+def test_one_chance_run_among_many_paired_sums_does_not_block_an_honest_reply() -> None:
+    """Measured on amazon: paired sums are small integers, and among thousands of them
+    a run of three of some user's ids turned up by chance and blocked an honest
+    evaluate reply. One run among many values is not evidence; several are."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(-40, 40, size=570).astype(float).tolist()
+    values[100:103] = [float(x) for x in HISTORIES[0][:3]]  # the chance run
+    assert _guard().inspect(protocol.EVALUATE, _pairs_reply(values)).allowed
+    leak = [float(x) for x in np.concatenate(HISTORIES)][:60]
+    values[200 : 200 + len(leak)] = leak
+    verdict = _guard().inspect(protocol.EVALUATE, _pairs_reply(values))
+    assert not verdict.allowed and {v.rule for v in verdict.violations} == {"sequence"}

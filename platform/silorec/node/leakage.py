@@ -119,6 +119,24 @@ class SequenceScanner:
                             hits.append(SequenceHit(group, name, first, int(found.sum())))
         return _merge_offsets(hits)
 
+    def scan_values(self, values: np.ndarray, min_runs: int = 1) -> list[SequenceHit]:
+        """Hits among ``values`` read as numbers, in order (a reply's scalars are
+        numbers, not bytes: no byte offset or encoding applies), ids as they are and
+        + 1; a group is reported only with at least ``min_runs`` runs."""
+        hits: list[SequenceHit] = []
+        values = np.asarray(values, dtype=np.float64)
+        if self.n_runs == 0 or len(values) < RUN:
+            return hits
+        for shift in ID_OFFSETS:
+            positions, keys = self._candidate_runs(values, shift)
+            name = "numbers" if shift == 0 else f"numbers, ids + {shift}"
+            for group, known in self._keys.items():
+                found = _member(keys, known)
+                if int(found.sum()) >= min_runs:
+                    first = int(positions[found][0]) * 8
+                    hits.append(SequenceHit(group, name, first, int(found.sum())))
+        return hits
+
     def _candidate_runs(self, values: np.ndarray, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Positions and keys of the runs whose values, less ``shift``, are all valid
         item ids."""
