@@ -66,7 +66,9 @@ def pooled_paired_tests(
 def per_seed(runs: Sequence[RunResults], split: str, metric: str) -> pd.DataFrame:
     """Models x seeds: each seed's mean over the merged domains."""
     frames = {seed_of(run): run.table(split, metric).get(MEAN_MERGED) for run in runs}
-    return pd.DataFrame({s: f for s, f in frames.items() if f is not None})
+    table = pd.DataFrame({s: f for s, f in frames.items() if f is not None})
+    order = list(dict.fromkeys(m for f in frames.values() if f is not None for m in f.index))
+    return table.reindex(order)  # the runs' model order, not alphabetical
 
 
 def seed_summaries(
