@@ -18,11 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from flwr.app import Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from silorec.apps.payload import log_entry
 from silorec.apps.records import payload_bytes
 from silorec.audit.log import AuditLog, now_utc
+
+#: Error replies the SuperLink makes for a node that did not answer itself (gone,
+#: unreachable, its message expired): the node counts as gone, like a missing reply.
+NO_ANSWER_CODES = frozenset(
+    {ErrorCode.MESSAGE_UNAVAILABLE, ErrorCode.REPLY_MESSAGE_UNAVAILABLE, ErrorCode.NODE_UNAVAILABLE}
+)
 
 #: Extra lifetime of a message beyond the round's timeout, so a slow reply that
 #: arrives just in time is still valid.
@@ -92,7 +99,11 @@ class Exchange:
                 continue  # a late reply to an earlier round
             if reply.has_error():
                 error = reply.error
-                outcome[node_id] = NodeFailure(node_id, f"error {error.code}: {error.reason}")
+                outcome[node_id] = NodeFailure(
+                    node_id,
+                    f"error {error.code}: {error.reason}",
+                    silent=int(error.code) in NO_ANSWER_CODES,
+                )
             else:
                 self.bytes_received[node_id] += payload_bytes(reply.content)
                 outcome[node_id] = reply.content

@@ -18,7 +18,8 @@ describe reply, a task vector whose norm is an outlier) is rejected with its rea
 A failure counts for its phase only: the domain is left out of that phase's output
 (its model, its FedAvg contribution, its metrics) and takes part in the others. Only a
 node that does not answer at all, or never described a domain, is left out of every
-later phase. The run continues while at least ``federation.min_domains`` domain
+later phase (a missing reply, or the SuperLink's error for an unavailable node). The
+run continues while at least ``federation.min_domains`` domain
 models remain, and results are always written.
 """
 
