@@ -33,6 +33,7 @@ from silorec.merging.base import MergeContext
 from silorec.merging.registry import get_method, merge
 from silorec.models import build_model, catalogue_inputs
 from silorec.node import DomainNode
+from silorec.node.floor import NodeFloor
 from silorec.scenario import load_scenario
 
 METRIC = "recall@10"
@@ -51,6 +52,12 @@ def load_models(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     return models
 
 
+def mean_length(node: DomainNode) -> float:
+    """Interactions per user, as the server reads it from the describe reply."""
+    stats = node.describe()
+    return stats["n_interactions"] / stats["n_users"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -64,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     scenario = load_scenario(args.run_dir / "scenario.toml")
     merged = [d for d in scenario.domains if not d.unseen]
-    nodes = {d.name: DomainNode(scenario, d, base_dir=args.run_dir) for d in scenario.domains}
+    # The experimenter evaluates their own domains here, one request per variant: a
+    # floor that allows as many requests as there are variants (the default allows 3).
+    floor = NodeFloor.from_node_config({"max-evaluate-requests": max(3, len(variants))})
+    nodes = {d.name: DomainNode(scenario, d, base_dir=args.run_dir, floor=floor)
+             for d in scenario.domains}  # fmt: skip
     models = load_models(args.run_dir)
     base = models["theta0"]
     finetuned = [models[f"individual:{d.name}"] for d in merged]
@@ -81,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             context = MergeContext(
                 item_inputs=[catalogue_inputs(scenario.model, e, None) for e in embeddings],
                 build_model=lambda: build_model(scenario.model, text_dim, seed=0),
+                mean_lengths=[mean_length(nodes[d.name]) for d in merged],
             )
         started = time.perf_counter()
         weights = merge(spec["method"], params, base, finetuned, seed=args.seed, context=context)

@@ -173,6 +173,7 @@ def test_mergerec_moves_towards_the_teachers_from_theta0() -> None:
     base, finetuned = small_models(step=0.2)  # like fine-tuning: close to θ0
     context = merge_context(2)
     params = {"lambda": 0.0, "steps": 60, "batch_size": 8, "lr": 0.02, "student_dropout": False}
+    params["hold_unreached"] = True
     merged = merge("mergerec", params, base, finetuned, seed=0, context=context)
     diag = context.diagnostics
     assert diag["groups"] == ["all"] and diag["pseudo_users"] == [30, 30]
@@ -183,8 +184,16 @@ def test_mergerec_moves_towards_the_teachers_from_theta0() -> None:
     assert diag["lambda_trajectory"][0]["lambdas"] == {"all": [0.0, 0.0]}
     tvs, layout = stack_task_vectors(base, finetuned)
     expected = layout.unflatten(layout.flatten(base) + torch.tensor(lambdas) @ tvs)
+    # Items were held fixed: the item adaptor never reached the loss and stays at the
+    # start (λ = 0, i.e. θ0); so do attention queries and keys, which a one-item
+    # history cannot see (softmax over one key); everything else is θ0 + Σ λk τk.
+    held = set(diag["held_at_start"])
+    adaptor = {n for n in base if n.startswith("adaptor.")}
+    unseen_by_one_item = {n for n in base if ".attention.query." in n or ".attention.key." in n}
+    assert adaptor <= held <= adaptor | unseen_by_one_item, held
     for name in base:
-        torch.testing.assert_close(merged[name], expected[name], rtol=1e-4, atol=1e-5)
+        want = base[name] if name in held else expected[name]
+        torch.testing.assert_close(merged[name], want, rtol=1e-4, atol=1e-5)
 
 
 def test_layer_wise_mergerec_learns_one_lambda_per_layer_and_domain() -> None:
@@ -219,3 +228,97 @@ def test_adamerging_lowers_the_entropy_of_the_merged_predictions() -> None:
     curve = context.diagnostics["loss_curve"]
     assert context.diagnostics["granularity"] == "layer"
     assert np.mean(curve[-10:]) < np.mean(curve[:10])
+
+
+def test_mergerec_never_returns_lambda_worse_than_the_start() -> None:
+    """A learning rate that throws λ far away makes the objective worse on the check
+    set; the merge returns the starting λ (and says so), not where Adam ended."""
+    base, finetuned = small_models(step=0.2)
+    context = merge_context(2)
+    params = {"lambda": 0.3, "steps": 20, "batch_size": 8, "lr": 100.0, "check_every": 5,
+              "student_dropout": False}  # fmt: skip
+    merged = merge("mergerec", params, base, finetuned, seed=0, context=context)
+    diag = context.diagnostics
+    curve = [c["loss"] for c in diag["heldout_curve"]]
+    assert len(curve) == 5 and diag["best_step"] == 0, curve
+    assert diag["heldout_best"] == curve[0] < max(curve[1:])
+    assert diag["lambdas"] == {"all": [pytest.approx(0.3), pytest.approx(0.3)]}
+    assert diag["lambda_trajectory"][-1]["lambdas"]["all"] != [0.3, 0.3]  # Adam did move
+    start = merge("task_arithmetic", {"lambda": 0.3}, base, finetuned, seed=0)
+    for name in base:
+        torch.testing.assert_close(merged[name], start[name], rtol=1e-5, atol=1e-6)
+
+
+def test_re_encoded_items_let_the_adaptor_learn_with_the_rest() -> None:
+    base, finetuned = small_models(step=0.2)
+    context = merge_context(2)
+    merge("mergerec", {"steps": 3, "batch_size": 8, "reencode_items": True}, base, finetuned,
+          seed=0, context=context)  # fmt: skip
+    assert context.diagnostics["held_at_start"] == []  # off by default
+    held = context.diagnostics["not_reached"]
+    assert held and not [n for n in held if n.startswith("adaptor.")], held
+
+
+def test_groups_whose_parameters_never_reach_the_loss_are_reported() -> None:
+    """With items held fixed, the layer-wise group holding the item adaptor still has
+    other parameters (positions, final norm) that reach the loss; a group made only
+    of unreachable parameters would be listed."""
+    base, finetuned = small_models()
+    context = merge_context(2)
+    merge("mergerec", {"granularity": "layer", "steps": 2, "batch_size": 8}, base, finetuned,
+          seed=0, context=context)  # fmt: skip
+    assert context.diagnostics["groups_without_gradient"] == []
+
+
+def test_adamerging_clamps_lambda_to_the_unit_interval() -> None:
+    base, finetuned = small_models(step=0.2)
+    context = merge_context(2)
+    merge("adamerging", {"steps": 10, "batch_size": 8, "lr": 5.0, "check_every": 1},
+          base, finetuned, seed=0, context=context)  # fmt: skip
+    for step in context.diagnostics["lambda_trajectory"]:
+        for row in step["lambdas"].values():
+            assert all(0.0 <= v <= 1.0 for v in row), step
+
+
+@pytest.mark.parametrize("method", ["mergerec", "adamerging"])
+def test_learned_merges_return_the_best_checked_lambda(method: str) -> None:
+    base, finetuned = small_models(step=0.2)
+    context = merge_context(2)
+    merge(method, {"steps": 30, "batch_size": 8, "lr": 0.05, "check_every": 10,
+                   "granularity": "task"}, base, finetuned, seed=0, context=context)  # fmt: skip
+    diag = context.diagnostics
+    curve = {c["step"]: c["loss"] for c in diag["heldout_curve"]}
+    assert sorted(curve) == [0, 10, 20, 30]
+    assert diag["heldout_best"] == min(curve.values()) == curve[diag["best_step"]]
+    at_best = {t["step"]: t["lambdas"] for t in diag["lambda_trajectory"]}[diag["best_step"]]
+    assert diag["lambdas"]["all"] == pytest.approx(at_best["all"])
+
+
+def test_the_release_preset_pins_the_released_configuration() -> None:
+    params = get_method("mergerec").validate_params({"preset": "release"})
+    assert (params.teacher, params.steps, params.batch_size, params.lr) == ("item", 500, 16, 1e-3)
+    assert (params.temperature, params.kd_weight, params.student_dropout) == (0.05, 1000.0, True)
+    assert not params.keep_best and not params.hold_unreached and not params.reencode_items
+    assert params.initial_lambda == 0.2
+    layer = get_method("mergerec").validate_params(
+        {"preset": "release", "granularity": "layer", "init": "ties"}
+    )
+    assert layer.initial_lambda == 1.0 and layer.teacher == "item"
+    with pytest.raises(ValueError, match="preset 'release' fixes steps = 500"):
+        get_method("mergerec").validate_params({"preset": "release", "steps": 100})
+
+
+def test_the_release_preset_returns_where_adam_ended_with_every_parameter_scaled() -> None:
+    base, finetuned = small_models(step=0.2)
+    context = merge_context(2)
+    params = MergeRecParams(preset="release").model_copy(update={"steps": 12})
+    merged = get_method("mergerec").merge(base, finetuned, params, generator=torch.Generator(),
+                                          context=context)  # fmt: skip
+    diag = context.diagnostics
+    assert diag["held_at_start"] == []
+    assert diag["lambdas"] == diag["lambda_trajectory"][-1]["lambdas"]
+    tvs, layout = stack_task_vectors(base, finetuned)
+    lambdas = torch.tensor(diag["lambdas"]["all"])
+    expected = layout.unflatten(layout.flatten(base) + lambdas @ tvs)
+    for name in base:
+        torch.testing.assert_close(merged[name], expected[name], rtol=1e-4, atol=1e-5)

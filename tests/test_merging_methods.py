@@ -194,7 +194,9 @@ def test_dare_depends_on_the_seed_and_its_own_seed_wins() -> None:
     assert torch.equal(flat(own_a), flat(own_b))
 
 
-@pytest.mark.parametrize("name", ["average", "task_arithmetic", "ties", "dare"])
+@pytest.mark.parametrize(
+    "name", ["average", "task_arithmetic", "ties", "dare", "tsv", "iso_c", "iso_cts", "wudi"]
+)
 def test_every_method_rejects_mismatched_models(name: str) -> None:
     base, ft = random_models(k=2)
     ft[1]["layer.w"] = torch.zeros(5, 4)
@@ -206,8 +208,14 @@ def test_every_method_rejects_mismatched_models(name: str) -> None:
 
 def test_every_registered_method_is_covered_here() -> None:
     """Training-free methods are tested here; learned ones in test_merging_learned."""
-    learned = {"mergerec", "adamerging"}
-    assert set(available_methods()) - learned == {"average", "task_arithmetic", "ties", "dare"}
+    learned = {"mergerec", "adamerging", "distill"}
+    per_matrix = {"tsv", "iso_c", "iso_cts", "wudi"}  # tests/test_merging_matrices.py
+    assert set(available_methods()) - learned - per_matrix == {
+        "average",
+        "task_arithmetic",
+        "ties",
+        "dare",
+    }
 
 
 def test_a_million_parameters_merge_quickly() -> None:

@@ -34,3 +34,47 @@ def use_deterministic_algorithms() -> None:
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class PeakMemory:
+    """The process's peak resident memory while a block runs, in MiB (Linux).
+
+    The kernel's high-water mark (``VmHWM``) is reset on entry (``clear_refs`` 5) and
+    read on exit, so :attr:`mib` is the highest resident size reached inside the
+    block, the memory held before it included. Elsewhere, or where the reset is not
+    allowed, :attr:`mib` is ``None``; on a GPU, :attr:`gpu_mib` is torch's peak
+    allocation on the current device.
+    """
+
+    def __init__(self) -> None:
+        self.mib: float | None = None
+        self.gpu_mib: float | None = None
+        self._reset = False
+
+    def __enter__(self) -> PeakMemory:
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+                handle.write("5")
+            self._reset = True
+        except OSError:
+            self._reset = False
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset:
+            self.mib = _high_water_mark_mib()
+        if torch.cuda.is_available():
+            self.gpu_mib = torch.cuda.max_memory_allocated() / 2**20
+
+
+def _high_water_mark_mib() -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None

@@ -25,51 +25,44 @@ models remain, and results are always written.
 
 from __future__ import annotations
 
-import io
 import logging
-import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid
 
 from silorec.apps.exchange import Exchange, NodeFailure
+from silorec.apps.merge_phase import MergeInputs, run_merges
 from silorec.apps.payload import payload_of
 from silorec.apps.records import weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
     INPROCESS_ENGINE,
-    OUT_DIR,
-    RUN_DIR,
     STATE_RECORD,
     STATE_RUN_DIR,
     node_binding,
     scenario_from_run_config,
 )
+from silorec.apps.server_output import (
+    paired_entries,
+    result_rows,
+    run_dir_for,
+    save_models,
+    software_versions,
+)
 from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
-from silorec.evaluation.paired import PAIRED_METRICS
 from silorec.logs import get_logger
-from silorec.merging.base import MergeContext
 from silorec.merging.fedavg import weighted_average
-from silorec.merging.registry import get_method
-from silorec.merging.registry import merge as merge_models
 from silorec.models import (
-    ItemInputs,
     Weights,
     build_model,
-    catalogue_inputs,
     get_weights,
-    to_numpy,
-    to_tensors,
     weight_spec,
 )
 from silorec.results import (
@@ -80,20 +73,15 @@ from silorec.results import (
     ResultRow,
     RunResults,
     individual_label,
-    new_run_dir,
     now_iso,
-    write_bytes_atomic,
-    write_json_atomic,
     write_run,
     write_text_atomic,
 )
-from silorec.runtime import resolve_device, use_deterministic_algorithms
+from silorec.runtime import use_deterministic_algorithms
 from silorec.scenario import Scenario
-from silorec.scenario.schema import slugify
 from silorec.wire import protocol
 from silorec.wire.replies import (
     DescribeReply,
-    EvaluateReply,
     ReplyRejected,
     Screening,
     TrainReply,
@@ -104,14 +92,10 @@ from silorec.wire.replies import (
     screen_task_vectors,
 )
 
-#: Per merged domain, in merge order: item inputs for the model, text embeddings.
-Catalogues = tuple[list[ItemInputs], list[torch.Tensor]]
-
 log = get_logger("silorec.server")
 
 SERVER_LOG = "server.log"
 SCENARIO_COPY = "scenario.toml"
-MODELS_DIR = "models"
 
 
 class RunAborted(RuntimeError):
@@ -488,7 +472,8 @@ class MergeServer:
             return models
 
     def merge(self, theta0: Weights, individual: Mapping[str, Weights]) -> dict[str, Weights]:
-        """Run every merge method of the scenario on the uploaded models."""
+        """Run every merge method of the scenario on the uploaded models (the screened,
+        clipped task vectors, see :meth:`fine_tune`); :mod:`silorec.apps.merge_phase`."""
         with self._phase("merge"):
             minimum = self.scenario.federation.min_domains
             if len(individual) < minimum:
@@ -496,62 +481,25 @@ class MergeServer:
                     f"only {len(individual)} domain model(s) arrived, federation.min_domains "
                     f"is {minimum}: not merging"
                 )
-            base = to_tensors(theta0)
+            assert self.text_dim is not None
             order = [d.name for d in self.scenario.merged_domains if d.name in individual]
-            # The merge sees the screened (clipped) task vectors, see fine_tune.
-            finetuned = [to_tensors(self.merge_inputs.get(name, individual[name]))
-                         for name in order]  # fmt: skip
-            merged: dict[str, Weights] = {}
-            catalogues: Catalogues | None = None  # built once, for the first learned merge
-            for spec in self.scenario.merges:
-                label = spec.display_label
-                context = None
-                if get_method(spec.method).needs_context:
-                    catalogues = catalogues or self._catalogues(order)
-                    context = self._merge_context(catalogues)
-                started = time.perf_counter()
-                try:
-                    result = merge_models(
-                        spec.method, spec.params, base, finetuned, seed=self.scenario.seed,
-                        context=context,
-                    )  # fmt: skip
-                except Exception as exc:  # noqa: BLE001 - one bad merge must not cost the others
-                    self._fail("merge", f"{label}: {type(exc).__name__}: {exc}")
-                    continue
-                merged[label] = to_numpy(result)
-                seconds = time.perf_counter() - started
-                info = {"label": label, "method": spec.method, "params": spec.params,
-                        "domains": order, "seconds": round(seconds, 4),
-                        **self.upload_info}  # fmt: skip
-                if context is not None and context.diagnostics:
-                    info["diagnostics"] = context.diagnostics
-                self.merge_info.append(info)
-                log.info("merged %s (%.2f s)", label, seconds)
+            inputs = MergeInputs(
+                models=self.merge_inputs,
+                item_embeddings=self.item_embeddings,
+                item_texts=self.item_texts,
+                mean_lengths={name: self._mean_length(name) for name in order},
+                text_dim=self.text_dim,
+                upload_info=self.upload_info,
+            )
+            merged, infos = run_merges(self.scenario, theta0, order, inputs,
+                                       lambda reason: self._fail("merge", reason))  # fmt: skip
+            self.merge_info.extend(infos)
             return merged
 
-    def _catalogues(self, order: list[str]) -> Catalogues:
-        """Each domain's item inputs for the model and its text embeddings, from what
-        its node uploaded, in ``order`` (tokenising texts is not free: once per run)."""
-        settings = self.scenario.model
-        inputs = [
-            catalogue_inputs(settings, self.item_embeddings[name], self.item_texts.get(name))
-            for name in order
-        ]
-        return inputs, [torch.from_numpy(self.item_embeddings[name]) for name in order]
-
-    def _merge_context(self, catalogues: Catalogues) -> MergeContext:
-        """What one learned merge may use: the model and the catalogues (training-free
-        merges ignore it); a fresh context per merge keeps its diagnostics apart."""
-        assert self.text_dim is not None
-        text_dim, settings = self.text_dim, self.scenario.model
-        item_inputs, item_embeddings = catalogues
-        return MergeContext(
-            item_inputs=item_inputs,
-            item_embeddings=item_embeddings,
-            build_model=lambda: build_model(settings, text_dim, seed=0),
-            device=resolve_device(self.scenario.train.device),
-            log=log.info,
-        )
+    def _mean_length(self, name: str) -> float:
+        """A domain's interactions per user from its describe reply (0: unknown)."""
+        described = self.domains[name].described
+        return (described.mean_length if described else None) or 0.0
 
     def evaluate(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
         """Evaluate every model on every usable domain; fills :attr:`rows`.
@@ -584,48 +532,9 @@ class MergeServer:
                 for dropped in result.dropped:
                     self._fail("evaluate", f"dropped a value that is not a valid metric: "
                                f"{dropped}", domain, status="rejected")  # fmt: skip
-                self._collect_rows(domain, result, models, splits)
-                self._collect_pairs(domain, result.pairs, labels, splits)
-
-    def _collect_rows(
-        self,
-        domain: str,
-        result: EvaluateReply,
-        models: Mapping[str, tuple[str, str | None, Weights]],
-        splits: list[str],
-    ) -> None:
-        role = self.domains[domain].role
-        for label, (kind, source, _) in models.items():
-            for split in splits:
-                self.rows.append(
-                    ResultRow(
-                        model=label,
-                        kind=kind,
-                        source=source,
-                        domain=domain,
-                        domain_role=role,
-                        split=split,
-                        n_users=result.n_users[label][split],
-                        metrics=result.results[label][split],
-                    )
-                )
-
-    def _collect_pairs(
-        self, domain: str, record: Mapping[str, float], labels: list[str], splits: list[str]
-    ) -> None:
-        """Paired-comparison sums of every pair of models (see evaluation.paired)."""
-        if not record:
-            return
-        for split in splits:
-            for metric in PAIRED_METRICS:
-                for i, j in combinations(range(len(labels)), 2):
-                    stats = [record.get(protocol.pair_key(split, metric, i, j, s))
-                             for s in protocol.PAIR_STATS]  # fmt: skip
-                    if any(v is None for v in stats):
-                        continue
-                    self.paired.append({"domain": domain, "split": split, "metric": metric,
-                                        "a": labels[i], "b": labels[j], "n": int(stats[0]),
-                                        "sum": float(stats[1]), "sumsq": float(stats[2])})  # fmt: skip
+                role = self.domains[domain].role
+                self.rows.extend(result_rows(domain, role, result, models, splits))
+                self.paired.extend(paired_entries(domain, result.pairs, labels, splits))
 
     # -- the whole run ---------------------------------------------------------
 
@@ -652,7 +561,7 @@ class MergeServer:
             if fedavg is not None:
                 models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
             if self.scenario.output.save_models:
-                self._save_models(models)
+                save_models(self.run_dir, models)
             self.evaluate(models)
         except RunAborted as exc:
             self._fail("run", str(exc))
@@ -665,18 +574,6 @@ class MergeServer:
         self._write(results)
         return results
 
-    def _save_models(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
-        """``models/<n>.npz`` per model plus ``models/index.json`` (label, kind,
-        source, file), each written atomically."""
-        index = []
-        for number, (label, (kind, source, weights)) in enumerate(models.items()):
-            buffer = io.BytesIO()
-            np.savez(buffer, **weights)
-            name = f"{number:02d}-{slugify(label)}.npz"
-            write_bytes_atomic(self.run_dir / MODELS_DIR / name, buffer.getvalue())
-            index.append({"label": label, "kind": kind, "source": source, "file": name})
-        write_json_atomic(self.run_dir / MODELS_DIR / "index.json", index)
-
     def _results(self, status: str) -> RunResults:
         return RunResults(
             run_id=self.run_dir.name,
@@ -685,7 +582,7 @@ class MergeServer:
             scenario_toml=self.scenario_text,
             engine=self.engine,
             status=status,
-            versions=_versions(),
+            versions=software_versions(),
             seeds={
                 "scenario": self.scenario.seed,
                 "train": self.scenario.train.seed,
@@ -726,20 +623,10 @@ class MergeServer:
         )
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for package in ("silorec", "torch", "flwr", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "unknown"
-    return out
-
-
 def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
     """ServerApp ``main``: load the scenario, make the run directory, run, write."""
     scenario, text, source = scenario_from_run_config(context.run_config, app_dir)
-    run_dir = _run_dir(context.run_config, scenario.name)
+    run_dir = run_dir_for(context.run_config, scenario.name)
     context.state[STATE_RECORD] = ConfigRecord({STATE_RUN_DIR: str(run_dir)})
     write_text_atomic(run_dir / SCENARIO_COPY, text)
     handler = logging.FileHandler(run_dir / SERVER_LOG, encoding="utf-8")
@@ -771,16 +658,3 @@ def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
             + "; ".join(f.reason for f in results.failures[-3:])
         )
     return results
-
-
-def _run_dir(run_config: Mapping[str, Any], scenario_name: str) -> Path:
-    """The exact ``run-dir`` if given (must be empty), else a new one under ``out-dir``."""
-    exact = str(run_config.get(RUN_DIR, "") or "")
-    if exact:
-        path = Path(exact).expanduser().resolve()
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"run directory {path} is not empty; choose another")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    parent = Path(str(run_config.get(OUT_DIR, "runs") or "runs")).expanduser().resolve()
-    return new_run_dir(parent, scenario_name)

@@ -40,7 +40,10 @@ class MergeContext:
 
     ``item_embeddings`` are the catalogues' frozen text embeddings, which pseudo-user
     sampling clusters; ``None`` when the item inputs are those embeddings (text-seq).
-    A method records what it learned (coefficients, loss curve) in ``diagnostics``.
+    ``mean_lengths`` are the domains' mean history lengths (interactions per user,
+    from the describe replies), which rolled-out pseudo-users imitate; ``None`` when
+    unknown. A method records what it learned (coefficients, loss curve) in
+    ``diagnostics``.
     """
 
     item_inputs: Sequence[Any]
@@ -49,6 +52,7 @@ class MergeContext:
     log: Callable[[str], None] | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
     item_embeddings: Sequence[torch.Tensor] | None = None
+    mean_lengths: Sequence[float] | None = None
 
     def catalogue_embeddings(self) -> Sequence[torch.Tensor]:
         """Each domain's frozen text embeddings, [n_items, text_dim]."""

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from silorec.padding import PAD
 from silorec.scenario.schema import ModelSettings
 
-#: Index used for padding in the ``[batch, max_len]`` item-index tensors.
-PAD = -1
+__all__ = ["PAD", "TextSeqRec"]
 
 
 class CausalSelfAttention(nn.Module):

@@ -160,13 +160,19 @@ def unseen_transfer(
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def _is_learned(merge: dict[str, object]) -> bool:
+    """Whether a merge learned its weights on the server (results written before the
+    ``learned`` flag: a learned merge was one that recorded λ)."""
+    if "learned" in merge:
+        return bool(merge["learned"])
+    return bool((merge.get("diagnostics") or {}).get("lambdas"))
+
+
 def best_training_free_merge(results: RunResults, metric: str = "recall@10") -> str | None:
     """The training-free merge (no learned coefficients) with the best mean over the
     merged domains on the *validation* split: the reference a learned merge must beat,
     chosen without looking at test."""
-    learned = {
-        m.get("label") for m in results.merges if (m.get("diagnostics") or {}).get("lambdas")
-    }
+    learned = {m.get("label") for m in results.merges if _is_learned(m)}
     candidates = [m for m in results.models("merge") if m not in learned]
     if not candidates:
         return None

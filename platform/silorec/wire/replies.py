@@ -54,6 +54,13 @@ class DescribeReply:
     def text_dim(self) -> int:
         return int(self.stats["text_dim"])
 
+    @property
+    def mean_length(self) -> float | None:
+        """Interactions per user (what rolled-out pseudo-users imitate); ``None``
+        when the reply does not say."""
+        users, interactions = self.stats.get("n_users", 0.0), self.stats.get("n_interactions", 0.0)
+        return interactions / users if users > 0 and interactions > 0 else None
+
 
 @dataclass(frozen=True)
 class TrainReply:
@@ -126,7 +133,7 @@ def read_train(
     info = _config(records[protocol.INFO], {"domain": str}, required=("domain",))
     if info["domain"] != domain:
         raise ReplyRejected(f"info 'domain' is '{info['domain']}', this node serves '{domain}'")
-    model = read_weights(records[protocol.WEIGHTS], weights)
+    model = _arrays(records[protocol.WEIGHTS], weights)  # names, shapes, float32, finite
     embeddings = _arrays(
         records[protocol.ITEM_EMBEDDINGS],
         {protocol.ITEM_EMBEDDINGS_ARRAY: ((described.n_items, described.text_dim), FLOAT32)},
@@ -142,11 +149,6 @@ def read_train(
     if item_texts:
         texts = _texts(records[protocol.ITEM_TEXTS], described.n_items)
     return TrainReply(model, embeddings, scalars, texts)
-
-
-def read_weights(record: WireRecord, spec: WeightSpec) -> dict[str, np.ndarray]:
-    """Exactly the parameters of ``spec``: names, shapes, float32, all finite."""
-    return _arrays(record, spec)
 
 
 # -- evaluate ----------------------------------------------------------------------------

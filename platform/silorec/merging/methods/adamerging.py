@@ -26,6 +26,8 @@ class AdaMergingParams(LearnedMergeParams):
 
     granularity: Granularity = "layer"
     scale: float | None = Field(0.3, alias="lambda", description="Initial λ.")
+    lambda_min: float | None = Field(0.0, description="Lower bound of every λ (the paper's clamp).")
+    lambda_max: float | None = Field(1.0, description="Upper bound of every λ (the paper's clamp).")
     temperature: float = Field(
         1.0, gt=0.0, description="T of the softmax whose entropy is minimised."
     )
