@@ -10,7 +10,8 @@ values; every ratio is computed per seed, then summarised):
 - ratios against the best λ-tuned training-free merge (chosen on validation), the
   paper's fixed-λ baselines (average, TA λ = 0.3), the specialists and Joint;
 - each unseen domain against θ0 and the best single source (chosen on validation);
-- the merge's server time and peak resident memory (as the run recorded them).
+- the merge's server time and how far its peak resident memory rose above what the
+  process held when it started (+MiB; as the run recorded them).
 
 Then it checks the issue's targets for the best weights-only merge, chosen on the
 validation mean (never on test), and says PASS or MISS with the figures.
@@ -109,7 +110,7 @@ def per_seed_figures(run: RunResults) -> dict[str, dict[str, float]]:
     }
     unseen = unseen_transfer(run, "test")
     seconds = {str(m.get("label")): float(m.get("seconds", math.nan)) for m in run.merges}
-    memory = {str(m.get("label")): m.get("peak_rss_mib") for m in run.merges}
+    memory = {str(m.get("label")): m.get("peak_rss_added_mib") for m in run.merges}
     out: dict[str, dict[str, float]] = {}
     for merge in run.models("merge"):
         value = test.loc[merge, MEAN_MERGED]
@@ -119,7 +120,7 @@ def per_seed_figures(run: RunResults) -> dict[str, dict[str, float]]:
             "valid recall@10": valid.loc[merge, MEAN_MERGED],
             "gain_kept": gain_share(value, specialists, theta0),
             "seconds": seconds.get(merge, math.nan),
-            "peak_rss_mib": float(memory[merge]) if memory.get(merge) else math.nan,
+            "peak_rss_mib": float(memory[merge]) if memory.get(merge) is not None else math.nan,
         }
         for name, denominator in ratio_to.items():
             figures[name] = value / denominator if denominator and denominator > 0 else math.nan
@@ -176,7 +177,7 @@ def render(runs: Sequence[RunResults], summary: dict[str, dict[str, SeedSummary]
               "÷ spec.", "÷ Joint"]  # fmt: skip
     for domain in unseen:
         header += [domain, f"{domain} ÷ θ0", f"{domain} ÷ source"]
-    header += ["s", "peak MiB"]
+    header += ["s", "+MiB"]
     lines += ["| " + " | ".join(header) + " |", "|" + " :--- |" + " ---: |" * (len(header) - 1)]
     for merge, figures in summary.items():
         cells = [f"`{merge}`", _cell(figures["recall@10"]), _cell(figures["ndcg@10"]),

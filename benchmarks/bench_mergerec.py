@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def learned_labels(run: RunResults) -> list[str]:
-    return [m["label"] for m in run.merges if (m.get("diagnostics") or {}).get("lambdas")]
+    return [m["label"] for m in run.merges
+            if m.get("learned") or (m.get("diagnostics") or {}).get("lambdas")]  # fmt: skip
 
 
 def figures(run: RunResults, learned: str) -> dict[str, float]:

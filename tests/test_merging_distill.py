@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from results_example import example_results
 
 from silorec.merging import MergeContext, get_method, merge
 from silorec.merging.learned.best import BestSoFar
@@ -12,6 +13,7 @@ from silorec.merging.learned.rollouts import Rollouts, draw_lengths, roll_out
 from silorec.merging.methods.distill import _pooled as pooled_catalogue
 from silorec.models import build_model, get_weights, to_tensors
 from silorec.padding import PAD
+from silorec.results.report import render_report
 from silorec.scenario import ModelSettings
 
 SETTINGS = ModelSettings(dim=16, layers=1, heads=2, max_len=8, dropout=0.0)
@@ -191,3 +193,21 @@ def test_the_anchor_needs_text_embedding_item_inputs() -> None:
     tokenised = [object(), object()]  # e.g. ItemTokens (text-encoder)
     with pytest.raises(ValueError, match="anchor > 0 needs item inputs that are text embeddings"):
         pooled_catalogue(tokenised)
+
+
+def test_the_report_says_what_a_distillation_did() -> None:
+    run = example_results()
+    run.merges.append({"label": "distill", "method": "distill", "params": {}, "learned": True,
+                       "domains": ["beauty", "sports", "toys"], "seconds": 12.0,
+                       "diagnostics": {"start": {"method": "task_arithmetic",
+                                                 "params": {"lambda": 0.2}},
+                                       "loss_curve": [0.5, 0.4], "heldout_curve": [],
+                                       "heldout_start": 0.5, "heldout_best": 0.35,
+                                       "best_step": 300, "rollouts": [10, 20, 30, 60],
+                                       "mean_lengths": [8.0, 7.0, 6.0, 7.0], "anchor": 3.0,
+                                       "trainable_parameters": 1234, "seconds": 12.0,
+                                       "rollout_seconds": 2.0}})  # fmt: skip
+    text = render_report(run)
+    assert "### Distilled merges" in text
+    assert "from `task_arithmetic(lambda=0.2)` for 2 steps (1,234 parameters)" in text
+    assert "transfer anchor (weight 3) on the pooled catalogue: 60" in text

@@ -20,3 +20,4 @@ def test_peak_memory_is_reset_for_each_block() -> None:
         np.ones(1000).sum()
     assert big.mib is not None and small.mib is not None
     assert big.mib - small.mib > 250, (big.mib, small.mib)
+    assert big.added_mib > 250 and small.added_mib < 50, (big.added_mib, small.added_mib)

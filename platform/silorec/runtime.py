@@ -41,17 +41,20 @@ class PeakMemory:
 
     The kernel's high-water mark (``VmHWM``) is reset on entry (``clear_refs`` 5) and
     read on exit, so :attr:`mib` is the highest resident size reached inside the
-    block, the memory held before it included. Elsewhere, or where the reset is not
+    block, the memory held before it included (:attr:`added_mib`: above the resident
+    size at entry). Elsewhere, or where the reset is not
     allowed, :attr:`mib` is ``None``; on a GPU, :attr:`gpu_mib` is torch's peak
     allocation on the current device.
     """
 
     def __init__(self) -> None:
         self.mib: float | None = None
+        self.before_mib: float | None = None
         self.gpu_mib: float | None = None
         self._reset = False
 
     def __enter__(self) -> PeakMemory:
+        self.before_mib = _status_mib("VmRSS:")
         try:
             with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
                 handle.write("5")
@@ -64,16 +67,24 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self._reset:
-            self.mib = _high_water_mark_mib()
+            self.mib = _status_mib("VmHWM:")
         if torch.cuda.is_available():
             self.gpu_mib = torch.cuda.max_memory_allocated() / 2**20
 
+    @property
+    def added_mib(self) -> float | None:
+        """How far the peak rose above the resident size at entry."""
+        if self.mib is None or self.before_mib is None:
+            return None
+        return max(0.0, self.mib - self.before_mib)
 
-def _high_water_mark_mib() -> float | None:
+
+def _status_mib(field: str) -> float | None:
+    """A ``/proc/self/status`` size field (``VmHWM:``, ``VmRSS:``) in MiB."""
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         return None

@@ -78,6 +78,7 @@ def run_merges(
         info = {"label": label, "method": spec.method, "params": spec.params,
                 "learned": method.needs_context, "domains": list(order),
                 "seconds": round(seconds, 4), "peak_rss_mib": memory.mib,
+                "peak_rss_added_mib": memory.added_mib,
                 **inputs.upload_info}  # fmt: skip
         if memory.gpu_mib is not None:
             info["peak_gpu_mib"] = round(memory.gpu_mib, 1)

@@ -524,7 +524,44 @@ def _merges_list_section(r: RunResults, plots: Sequence[str] = ()) -> list[str]:
             ]
         )
     out.append(md_table(["label", "method", "parameters", "time"], rows, ["l", "l", "l", "r"]))
-    return out + _learned_section(r, plots)
+    return out + _learned_section(r, plots) + _distilled_section(r)
+
+
+def _distilled_section(r: RunResults) -> list[str]:
+    """What each whole-model distillation did: where it started, its held-out loss
+    from the start to the state it returned, its roll-outs and its cost."""
+    distilled = [m for m in r.merges if "heldout_curve" in (m.get("diagnostics") or {})
+                 and not (m.get("diagnostics") or {}).get("lambdas")]  # fmt: skip
+    if not distilled:
+        return []
+    out = ["", "### Distilled merges", ""]
+    for m in distilled:
+        diag = m["diagnostics"]
+        start = diag.get("start") or {}
+        params = ", ".join(f"{k}={v}" for k, v in (start.get("params") or {}).items())
+        domains = list(m.get("domains") or [])
+        rollouts = diag.get("rollouts") or []
+        lengths = diag.get("mean_lengths") or []
+        counts = ", ".join(
+            f"{d} {n} (mean length {length:.1f})"
+            for d, n, length in zip(domains, rollouts, lengths, strict=False)
+        )
+        if len(rollouts) > len(domains):
+            counts += (
+                f"; transfer anchor (weight {float(diag.get('anchor') or 0):g}) on the "
+                f"pooled catalogue: {rollouts[-1]}"
+            )
+        out += [
+            f"`{m.get('label')}`: every weight trained from `{start.get('method', DASH)}"
+            f"{f'({params})' if params else ''}` for {len(diag.get('loss_curve') or [])} steps "
+            f"({int(diag.get('trainable_parameters') or 0):,} parameters); held-out KL "
+            f"{fmt_value(diag.get('heldout_start'))} → {fmt_value(diag.get('heldout_best'))} "
+            f"(state of step {diag.get('best_step')} returned); roll-outs: {counts or DASH} "
+            f"({fmt_seconds(diag.get('seconds'))}, of which roll-outs "
+            f"{fmt_seconds(diag.get('rollout_seconds'))}).",
+            "",
+        ]
+    return out
 
 
 def _learned_section(r: RunResults, plots: Sequence[str]) -> list[str]:
