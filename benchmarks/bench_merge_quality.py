@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from silorec.evaluation.paired import SeedSummary
@@ -229,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(runs, summarise(runs))
     print(text, end="")
     if args.out:
-        write: Callable[[str], int] = args.out.write_text
-        write(text)
+        args.out.write_text(text, encoding="utf-8")
     return 0
 
 

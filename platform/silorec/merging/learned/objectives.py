@@ -16,14 +16,21 @@ def mergerec_loss(
     """CE(s, argmax t) + α · T² · KL(softmax(t/T) ‖ softmax(s/T)) ("single pseudo-label
     + KD"), with ``batchmean`` KL. The release uses T = 0.05 and α = 1000 (α·T² = 2.5).
     ``student`` and ``teacher`` are ``[B, n_items]`` logits of the same domain."""
-    labels = teacher.argmax(dim=-1)
-    cross_entropy = F.cross_entropy(student, labels)
+    cross_entropy = F.cross_entropy(student, teacher.argmax(dim=-1))
+    return cross_entropy + distillation_kl(student, teacher, temperature, kd_weight)
+
+
+def distillation_kl(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, weight: float = 1.0
+) -> torch.Tensor:
+    """weight · T² · KL(softmax(t/T) ‖ softmax(s/T)) with ``batchmean`` (Hinton et al.,
+    2015): the distillation term of MergeRec and the whole loss of ``distill``."""
     kl = F.kl_div(
         F.log_softmax(student / temperature, dim=-1),
         F.softmax(teacher / temperature, dim=-1),
         reduction="batchmean",
     )
-    return cross_entropy + kd_weight * temperature**2 * kl
+    return weight * temperature**2 * kl
 
 
 def entropy_loss(student: torch.Tensor, temperature: float) -> torch.Tensor:

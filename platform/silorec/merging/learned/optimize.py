@@ -36,6 +36,7 @@ from silorec.merging.base import MergeContext, MergeParams
 from silorec.merging.learned.best import BestSoFar
 from silorec.merging.learned.coefficients import Granularity, MergeCoefficients
 from silorec.merging.learned.pseudo_users import PseudoUsers, Sampling, build_pseudo_users
+from silorec.merging.learned.teachers import load_teacher, seeded_dropout
 from silorec.merging.steps import disjoint_contributions, magnitude_trim, sign_consensus
 from silorec.merging.task_vectors import Weights, stack_task_vectors
 
@@ -134,9 +135,7 @@ class _Teachers:
         self.items = items
         self.models, self.item_repr = [], []
         for weights, inputs in zip(finetuned, items, strict=True):
-            model = context.build_model().to(context.device)
-            model.load_state_dict({n: t.to(context.device) for n, t in weights.items()})
-            model.eval()
+            model = load_teacher(weights, context)
             self.models.append(model)
             with torch.no_grad():
                 self.item_repr.append(model.encode_items(inputs))
@@ -194,13 +193,7 @@ def learn_merge(
 ) -> Weights:
     """Learn λ by minimising ``objective`` over pseudo-users; returns θ(λ) and records
     λ, the loss curve and timings in ``context.diagnostics``."""
-    # Dropout draws from torch's global generator: seed it from ``generator`` inside a
-    # forked state, so the merge depends on its seed alone, not on what ran before it
-    # in this process (the caller's random state is left as it was).
-    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    devices = [context.device] if context.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(dropout_seed)
+    with seeded_dropout(generator, context.device):
         return _learn(base, finetuned, params, objective, generator=generator,
                       context=context, needs_teacher=needs_teacher)  # fmt: skip
 

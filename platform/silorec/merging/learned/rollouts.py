@@ -33,12 +33,14 @@ class Rollouts:
         """The first ``cuts[j]`` items of sequence ``rows[j]``, left-padded to the
         longest cut: histories whose next item the teacher is asked about."""
         width = int(cuts.max())
-        out = torch.full((len(rows), width), PAD, dtype=torch.int64)
         total = self.sequences.shape[1]
-        for j, (row, cut) in enumerate(zip(rows.tolist(), cuts.tolist(), strict=True)):
-            start = total - int(self.lengths[row])
-            out[j, width - cut :] = self.sequences[row, start : start + cut]
-        return out
+        # Output column p of row j holds item (p − (width − cut)) of the rollout, which
+        # starts at column total − length of its left-padded row.
+        offset = (total - self.lengths[rows] - width + cuts)[:, None]
+        columns = offset + torch.arange(width)
+        kept = columns >= total - self.lengths[rows][:, None]
+        items = self.sequences[rows].gather(1, columns.clamp(0, total - 1))
+        return torch.where(kept, items, PAD)
 
 
 def draw_lengths(

@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 from pydantic import ConfigDict, Field, model_validator
-from torch.nn import functional as F
 
 from silorec.merging.base import _METHODS, MergeContext, MergeParams, register_method
 from silorec.merging.learned.best import BestSoFar
+from silorec.merging.learned.objectives import distillation_kl
 from silorec.merging.learned.rollouts import Rollouts, draw_lengths, roll_out
+from silorec.merging.learned.teachers import load_teacher, seeded_dropout
 from silorec.merging.task_vectors import Weights
 
 #: Weight of the transfer anchor for text-seq models (docs/results.md, "Merge quality").
@@ -103,9 +104,7 @@ class _Domain:
 
     def __init__(self, weights: Weights, item_inputs: Any, context: MergeContext) -> None:
         self.items = item_inputs
-        self.teacher = context.build_model().to(context.device)
-        self.teacher.load_state_dict({n: t.to(context.device) for n, t in weights.items()})
-        self.teacher.eval()
+        self.teacher = load_teacher(weights, context)
         with torch.no_grad():
             self.item_repr = self.teacher.encode_items(item_inputs)
         self.train: Rollouts | None = None
@@ -134,17 +133,6 @@ def _pooled(items: list[Any]) -> torch.Tensor:
     return torch.cat(items)
 
 
-def _kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    return (
-        F.kl_div(
-            F.log_softmax(student / temperature, dim=-1),
-            F.softmax(teacher / temperature, dim=-1),
-            reduction="batchmean",
-        )
-        * temperature**2
-    )
-
-
 @register_method(
     "distill",
     DistillParams,
@@ -164,10 +152,7 @@ def distill(
     start = _METHODS[params.start].merge(
         base, finetuned, params.resolved_start_params, generator=generator
     )
-    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    devices = [context.device] if context.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # dropout draws from the global generator
-        torch.manual_seed(dropout_seed)
+    with seeded_dropout(generator, context.device):
         return _distill(start, finetuned, params, generator=generator, context=context)
 
 
@@ -247,7 +232,7 @@ def _distill(
                 histories, targets = domain.heldout
                 item_repr = student.encode_items(domain.items)
                 states = student.encode_histories(domain.items, item_repr, histories)
-                kl = _kl(student.scores(states, item_repr), targets, params.temperature)
+                kl = distillation_kl(student.scores(states, item_repr), targets, params.temperature)
                 total += weight * float(kl)
         return total / sum(weights)
 
@@ -265,7 +250,7 @@ def _distill(
             targets = domain.teacher_logits(histories)
             item_repr = student.encode_items(domain.items)
             states = student.encode_histories(domain.items, item_repr, histories)
-            kl = _kl(student.scores(states, item_repr), targets, params.temperature)
+            kl = distillation_kl(student.scores(states, item_repr), targets, params.temperature)
             total = total + weight * kl
         loss = total / sum(weights)
         optimizer.zero_grad(set_to_none=True)

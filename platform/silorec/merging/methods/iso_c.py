@@ -14,8 +14,8 @@ import torch
 from pydantic import ConfigDict, Field
 
 from silorec.merging.base import MergeParams, register_method
-from silorec.merging.steps import isotropic, matrix_wise
-from silorec.merging.task_vectors import Weights, apply, stack_task_vectors
+from silorec.merging.steps import isotropic, merge_matrix_wise
+from silorec.merging.task_vectors import Weights
 
 
 class IsoCParams(MergeParams):
@@ -33,5 +33,4 @@ class IsoCParams(MergeParams):
 def iso_c(
     base: Weights, finetuned: Sequence[Weights], params: IsoCParams, *, generator: torch.Generator
 ) -> Weights:
-    tvs, layout = stack_task_vectors(base, finetuned)
-    return apply(base, layout.unflatten(matrix_wise(tvs, layout, isotropic)), params.scale)
+    return merge_matrix_wise(base, finetuned, isotropic, params.scale)

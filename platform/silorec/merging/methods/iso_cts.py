@@ -16,8 +16,8 @@ import torch
 from pydantic import ConfigDict, Field
 
 from silorec.merging.base import MergeParams, register_method
-from silorec.merging.steps import isotropic_with_task_subspaces, matrix_wise
-from silorec.merging.task_vectors import Weights, apply, stack_task_vectors
+from silorec.merging.steps import isotropic_with_task_subspaces, merge_matrix_wise
+from silorec.merging.task_vectors import Weights
 
 
 class IsoCtsParams(MergeParams):
@@ -39,6 +39,9 @@ class IsoCtsParams(MergeParams):
 def iso_cts(
     base: Weights, finetuned: Sequence[Weights], params: IsoCtsParams, *, generator: torch.Generator
 ) -> Weights:
-    tvs, layout = stack_task_vectors(base, finetuned)
-    step = partial(isotropic_with_task_subspaces, common_fraction=params.common_fraction)
-    return apply(base, layout.unflatten(matrix_wise(tvs, layout, step)), params.scale)
+    return merge_matrix_wise(
+        base,
+        finetuned,
+        partial(isotropic_with_task_subspaces, common_fraction=params.common_fraction),
+        params.scale,
+    )

@@ -15,8 +15,8 @@ import torch
 from pydantic import ConfigDict, Field
 
 from silorec.merging.base import MergeParams, register_method
-from silorec.merging.steps import matrix_wise, task_singular_vectors
-from silorec.merging.task_vectors import Weights, apply, stack_task_vectors
+from silorec.merging.steps import merge_matrix_wise, task_singular_vectors
+from silorec.merging.task_vectors import Weights
 
 
 class TsvParams(MergeParams):
@@ -41,6 +41,9 @@ class TsvParams(MergeParams):
 def tsv(
     base: Weights, finetuned: Sequence[Weights], params: TsvParams, *, generator: torch.Generator
 ) -> Weights:
-    tvs, layout = stack_task_vectors(base, finetuned)
-    step = partial(task_singular_vectors, rank_fraction=params.rank_fraction)
-    return apply(base, layout.unflatten(matrix_wise(tvs, layout, step)), params.scale)
+    return merge_matrix_wise(
+        base,
+        finetuned,
+        partial(task_singular_vectors, rank_fraction=params.rank_fraction),
+        params.scale,
+    )

@@ -17,8 +17,8 @@ import torch
 from pydantic import ConfigDict, Field
 
 from silorec.merging.base import MergeParams, register_method
-from silorec.merging.steps import interference_minimiser, matrix_wise
-from silorec.merging.task_vectors import Weights, apply, stack_task_vectors
+from silorec.merging.steps import interference_minimiser, merge_matrix_wise
+from silorec.merging.task_vectors import Weights
 
 
 class WudiParams(MergeParams):
@@ -36,6 +36,4 @@ class WudiParams(MergeParams):
 def wudi(
     base: Weights, finetuned: Sequence[Weights], params: WudiParams, *, generator: torch.Generator
 ) -> Weights:
-    tvs, layout = stack_task_vectors(base, finetuned)
-    merged = matrix_wise(tvs, layout, interference_minimiser)
-    return apply(base, layout.unflatten(merged), params.scale)
+    return merge_matrix_wise(base, finetuned, interference_minimiser, params.scale)

@@ -28,6 +28,7 @@ from silorec.merging.steps.matrices import (
     isotropic,
     isotropic_with_task_subspaces,
     matrix_wise,
+    merge_matrix_wise,
     task_singular_vectors,
 )
 from silorec.merging.steps.sparsify import kept_count, magnitude_mask, magnitude_trim, random_drop
@@ -46,6 +47,7 @@ __all__ = [
     "magnitude_mask",
     "magnitude_trim",
     "matrix_wise",
+    "merge_matrix_wise",
     "random_drop",
     "sign_consensus",
     "task_singular_vectors",

@@ -15,12 +15,12 @@ extra precision keeps rank decisions stable on nearly orthogonal task vectors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from silorec.merging.steps.combine import combine_mean
-from silorec.merging.task_vectors import Layout
+from silorec.merging.task_vectors import Layout, Weights, apply, stack_task_vectors
 
 #: ``[K, out, in]`` task matrices of one parameter -> merged ``[out, in]``.
 MatrixStep = Callable[[torch.Tensor], torch.Tensor]
@@ -47,6 +47,18 @@ def matrix_wise(
         else:
             merged[span] = rest(block)
     return merged
+
+
+def merge_matrix_wise(
+    base: Mapping[str, torch.Tensor],
+    finetuned: Sequence[Mapping[str, torch.Tensor]],
+    step: MatrixStep,
+    scale: float,
+) -> Weights:
+    """θ0 + λ · :func:`matrix_wise` of the task vectors: the whole of TSV-M, ISO-C,
+    ISO-CTS and WUDI once their per-matrix ``step`` is chosen."""
+    tvs, layout = stack_task_vectors(base, finetuned)
+    return apply(base, layout.unflatten(matrix_wise(tvs, layout, step)), scale)
 
 
 def _orthogonal_factor(matrix: torch.Tensor) -> torch.Tensor:
