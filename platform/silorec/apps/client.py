@@ -106,6 +106,9 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
     phase = str(config[protocol.PHASE])
     epochs = int(config[protocol.EPOCHS]) or None
     weights = record_to_weights(message.content[protocol.WEIGHTS])
+    adapter = None
+    if protocol.ADAPTER in message.content.array_records:
+        adapter = record_to_weights(message.content[protocol.ADAPTER])
     log.info("node %s: %s on domain '%s'", context.node_id, phase, node.name)
     outcome = node.train(
         weights,
@@ -114,6 +117,7 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
         label=message.metadata.group_id or phase,
         ledger_dir=ledger_dir(context),
         run=str(context.run_id),
+        adapter=adapter,
     )
     metrics = outcome.metrics
     log.info(
@@ -125,6 +129,15 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
         _fmt(outcome.report.best_valid_ndcg10),
         outcome.report.train_seconds,
     )
+    if outcome.adapter:  # weaving: the adapter alone goes back
+        content = RecordDict(
+            {
+                protocol.INFO: ConfigRecord({"domain": node.name}),
+                protocol.ADAPTER: weights_to_record(outcome.weights),
+                protocol.METRICS: metrics_record(metrics),
+            }
+        )
+        return Message(content, reply_to=message)
     content = RecordDict(
         {
             protocol.INFO: ConfigRecord({"domain": node.name}),

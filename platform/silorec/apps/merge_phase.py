@@ -22,7 +22,7 @@ from silorec.merging.registry import get_method
 from silorec.merging.registry import merge as merge_models
 from silorec.models import ItemInputs, Weights, build_model, catalogue_inputs, to_numpy, to_tensors
 from silorec.runtime import PeakMemory, resolve_device
-from silorec.scenario import Scenario
+from silorec.scenario import MergeSpec, Scenario
 
 log = get_logger("silorec.server")
 
@@ -48,17 +48,18 @@ def run_merges(
     order: Sequence[str],
     inputs: MergeInputs,
     fail: Callable[[str], None],
+    specs: Sequence[MergeSpec] | None = None,
 ) -> tuple[dict[str, Weights], list[dict[str, Any]]]:
-    """Every merge of ``scenario`` over the domains ``order``: the merged weights by
-    label and one info record per merge that succeeded (method, parameters, seconds,
-    the learned merges' diagnostics). A merge that raises is reported through
-    ``fail`` with its label and the others go on."""
+    """Every merge of ``scenario`` (or ``specs``: e.g. a weaving fusion) over the
+    models ``order``: the merged weights by label and one info record per merge that
+    succeeded (method, parameters, seconds, the learned merges' diagnostics). A merge
+    that raises is reported through ``fail`` with its label and the others go on."""
     base = to_tensors(theta0)
     finetuned = [to_tensors(inputs.models[name]) for name in order]
     merged: dict[str, Weights] = {}
     infos: list[dict[str, Any]] = []
     catalogues: Catalogues | None = None  # built once, for the first learned merge
-    for spec in scenario.merges:
+    for spec in scenario.merges if specs is None else specs:
         label = spec.display_label
         method = get_method(spec.method)
         context = None

@@ -56,6 +56,7 @@ from silorec.apps.server_output import (
     save_models,
     software_versions,
 )
+from silorec.apps.weave_phase import WeavePhase
 from silorec.audit.log import AUDIT_DIR, SERVER_AUDIT_LOG, AuditLog
 from silorec.logs import get_logger
 from silorec.merging.fedavg import weighted_average
@@ -154,6 +155,7 @@ class MergeServer:
         self.base_info: dict[str, Any] = {}
         self.baseline_info: dict[str, Any] = {}
         self.merge_info: list[dict[str, Any]] = []
+        self.weave_info: dict[str, Any] = {}
         self.rows: list[ResultRow] = []
         self.paired: list[dict[str, Any]] = []
         self.text_dim: int | None = None
@@ -496,6 +498,17 @@ class MergeServer:
             self.merge_info.extend(infos)
             return merged
 
+    def weave(self, theta0: Weights) -> dict[str, tuple[str, str | None, Weights]]:
+        """WeaveRec without pooling (:mod:`silorec.apps.weave_phase`); a failure of the
+        phase as a whole is recorded and costs only its models."""
+        with self._phase("weave"):
+            try:
+                models, self.weave_info = WeavePhase(self, theta0).run()
+            except Exception as exc:  # noqa: BLE001 - the other models are still evaluated
+                self._fail("weave", f"{type(exc).__name__}: {exc}")
+                return {}
+            return models
+
     def _mean_length(self, name: str) -> float:
         """A domain's interactions per user from its describe reply (0: unknown)."""
         described = self.domains[name].described
@@ -557,6 +570,8 @@ class MergeServer:
                 status, merged = "failed", {}
             for label, weights in merged.items():
                 models[label] = ("merge", None, weights)
+            if self.scenario.weave.enabled:
+                models.update(self.weave(theta0))
             fedavg = self.fedavg_baseline(theta0)
             if fedavg is not None:
                 models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
@@ -610,6 +625,7 @@ class MergeServer:
             baselines=self.baseline_info,
             paired=self.paired,
             rows=self.rows,
+            weave=self.weave_info,
         )
 
     def _write(self, results: RunResults) -> None:
@@ -645,6 +661,12 @@ def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
             log.warning(
                 "baselines.joint is skipped on the '%s' engine: the Joint oracle pools "
                 "the domains' data, which only the in-process engine (silorec run) may do",
+                engine,
+            )
+        if scenario.weave.pooled_oracles and engine != INPROCESS_ENGINE:
+            log.warning(
+                "weave.pooled_oracles is skipped on the '%s' engine: the oracles pool the "
+                "domains' data, which only the in-process engine (silorec run) may do",
                 engine,
             )
         binding = node_binding(context.run_config)

@@ -41,7 +41,7 @@ from silorec.audit.replay import (
     replay_scans,
     verdict_findings,
 )
-from silorec.models import model_weight_spec
+from silorec.models import WeightSpec, model_adapter_spec, model_weight_spec
 from silorec.scenario import Scenario, ScenarioError, load_scenario
 from silorec.wire import protocol
 
@@ -210,6 +210,14 @@ def _sent_replies(server: Iterable[LogEntry], replies: list[LogEntry]) -> list[L
     return replies + unlogged
 
 
+def _adapter_spec_for(scenario: Scenario) -> Callable[[int], WeightSpec] | None:
+    """A weaving scenario's adapter spec by text size (None: no adapters)."""
+    weave = scenario.weave
+    if not weave.enabled:
+        return None
+    return lambda dim: model_adapter_spec(scenario.model, dim, weave.rank, weave.layers)
+
+
 def _replay(
     scenario: Scenario,
     replies: list[LogEntry],
@@ -241,6 +249,7 @@ def _replay(
             lambda dim: model_weight_spec(scenario.model, dim),
             item_texts_allowed=scenario.uploads_item_texts,
             metric_ks=tuple(scenario.evaluation.ks),
+            adapter_for=_adapter_spec_for(scenario),
         )
         if expected is None:
             notes.append(

@@ -6,7 +6,8 @@ Per message type of :mod:`silorec.wire.protocol`:
   whose names are on the describe allow-list of :mod:`silorec.wire.metrics`);
 - train: ``info`` {domain}, ``weights`` (exactly the model's own parameters: names,
   shapes, float32), ``item_embeddings`` {"text": float32 [n_items, text_dim]},
-  ``metrics`` (float scalars named on the train allow-list) and, only where the scenario needs the catalogue's texts
+  ``metrics`` (float scalars named on the train allow-list), in a weaving scenario
+  ``adapter`` (exactly the scenario's LoRA tensors: names, shapes, float32) and, only where the scenario needs the catalogue's texts
   on the server (a text-encoder model with a learned merge), ``item_texts``
   {"texts": exactly n_items strings}, which the node's guard also requires to be its
   own catalogue's texts;
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from silorec.audit.payload import NUMPY_STYPE, ArrayInfo, PayloadInfo, RecordInfo
@@ -68,6 +69,8 @@ class WireExpectations:
     metric_ks: tuple[int, ...] | None = None
     #: The most models one evaluate reply may report on (the node's floor).
     max_models: int = metric_names.MAX_PAIR_MODELS
+    #: A weaving scenario's LoRA adapter tensors (None: no adapter may be sent).
+    adapter: WeightSpec | None = None
 
 
 RecordRule = Callable[[RecordInfo, WireExpectations], list[Violation]]
@@ -242,6 +245,14 @@ def _weights(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
     return violations
 
 
+def _adapter(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
+    """Exactly the scenario's adapter tensors, and only in a weaving scenario."""
+    if expected.adapter is None:
+        return [Violation("allow-list", f"record '{record.name}'",
+                          "is an adapter, and this scenario weaves none")]  # fmt: skip
+    return _weights(record, replace(expected, weights=expected.adapter))
+
+
 def _item_embeddings(record: RecordInfo, expected: WireExpectations) -> list[Violation]:
     """One float32 array ``text`` of shape [n_items, text_dim]: the catalogue's text
     embeddings, no identifiers."""
@@ -311,6 +322,7 @@ _RULES: dict[str, dict[str, RecordRule]] = {
     protocol.TRAIN: {
         protocol.INFO: _info({"domain": str}),
         protocol.WEIGHTS: _weights,
+        protocol.ADAPTER: _adapter,
         protocol.ITEM_EMBEDDINGS: _item_embeddings,
         protocol.ITEM_TEXTS: _item_texts,
         protocol.METRICS: _named_metrics(metric_names.TRAIN_METRICS, "train"),

@@ -85,11 +85,13 @@ def expectations_from_logs(
     *,
     item_texts_allowed: bool = False,
     metric_ks: tuple[int, ...] | None = None,
+    adapter_for: Callable[[int], WeightSpec] | None = None,
 ) -> WireExpectations | None:
     """What a node's replies must match, from its logged describe reply (None when
     there is none: then its replies cannot be judged). ``item_texts_allowed``: the
     run's scenario lets train replies carry the catalogue's texts (their content cannot
-    be checked here, only their count and types)."""
+    be checked here, only their count and types); ``adapter_for``: a weaving
+    scenario's adapter spec by text size."""
     for entry in replies:
         if entry.message_type == protocol.DESCRIBE and entry.error is None:
             metrics = entry.payload.record(protocol.METRICS)
@@ -103,6 +105,7 @@ def expectations_from_logs(
             return WireExpectations(
                 domain, weights_for(text_dim), n_items, text_dim, item_texts_allowed,
                 metric_ks=metric_ks,
+                adapter=adapter_for(text_dim) if adapter_for is not None else None,
             )  # fmt: skip
     return None
 

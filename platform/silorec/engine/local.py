@@ -21,6 +21,7 @@ from silorec.data.prepare import resolve_source
 from silorec.engine.inprocess import FIRST_NODE_ID, ServerAppFailed, run_apps, state_value
 from silorec.engine.oracle import add_joint_oracle
 from silorec.engine.project import FlowerProject
+from silorec.engine.weave_oracle import add_weave_oracles
 from silorec.node.floor import NodeFloor, parse_node_config
 from silorec.results import new_run_dir
 from silorec.scenario import Scenario, load_scenario_with_text
@@ -90,6 +91,8 @@ def run_inprocess(
         raise RunFailed("the ServerApp finished without reporting a run directory", None)
     if scenario.baselines.joint:
         add_joint_oracle(Path(str(run_dir)), scenario, base_dir)
+    if scenario.weave.enabled and scenario.weave.pooled_oracles:
+        add_weave_oracles(Path(str(run_dir)), scenario, base_dir)
     return Path(str(run_dir))
 
 

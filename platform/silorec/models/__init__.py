@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from silorec.models.item_tokens import ItemTokens, tokenize_items
+from silorec.models.lora import adapter_spec
 from silorec.models.text_encoder import TextEncoderRec
 from silorec.models.text_seq import PAD, TextSeqRec
 from silorec.models.weights import (
@@ -63,6 +64,14 @@ def model_weight_spec(settings: ModelSettings, text_dim: int) -> WeightSpec:
     return weight_spec(get_weights(build_model(settings, text_dim, seed=0)))
 
 
+def model_adapter_spec(
+    settings: ModelSettings, text_dim: int, rank: int, layers: Sequence[str]
+) -> WeightSpec:
+    """What a valid LoRA adapter of ``rank`` on ``layers`` of this model looks like
+    (see :mod:`silorec.models.lora`)."""
+    return adapter_spec(build_model(settings, text_dim, seed=0), rank, layers)
+
+
 def catalogue_inputs(
     settings: ModelSettings, text_embeddings: np.ndarray, texts: Sequence[str] | None
 ) -> ItemInputs:
@@ -96,6 +105,7 @@ __all__ = [
     "catalogue_inputs",
     "check_weights",
     "get_weights",
+    "model_adapter_spec",
     "model_weight_spec",
     "set_weights",
     "to_numpy",

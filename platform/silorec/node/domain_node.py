@@ -31,6 +31,7 @@ from silorec.models import (
     get_weights,
     set_weights,
 )
+from silorec.models.lora import adapter_attached, fold_adapter
 from silorec.node.canaries import Canaries, canaries_for, plant_canaries
 from silorec.node.floor import NodeFloor
 from silorec.node.guard import DomainScanners, NodeGuard
@@ -38,7 +39,7 @@ from silorec.node.privacy import NodePrivacy, ReleasePlan, audit_scalars, ledger
 from silorec.privacy import PrivacyLedger, Release, ledger_path
 from silorec.results import now_iso
 from silorec.runtime import resolve_device, set_threads, use_deterministic_algorithms
-from silorec.scenario.schema import DomainSpec, Scenario
+from silorec.scenario.schema import DomainSpec, Scenario, TrainSettings
 from silorec.text import embed_texts, make_encoder
 from silorec.training import FineTuneReport, fine_tune
 from silorec.training.dp_finetune import DpSgdParams, dp_fine_tune
@@ -55,6 +56,8 @@ class TrainOutcome:
     report: FineTuneReport
     metrics: dict[str, float]
     item_texts: list[str] | None = None
+    #: The upload is a LoRA adapter (``weights`` holds its tensors), not a model.
+    adapter: bool = False
 
 
 class DomainNode:
@@ -193,8 +196,13 @@ class DomainNode:
         label: str,
         ledger_dir: Path,
         run: str,
+        adapter: Weights | None = None,
     ) -> TrainOutcome:
         """Fine-tune from ``weights`` on this domain; returns the weights to upload.
+
+        With an ``adapter`` (weaving, see :mod:`silorec.weaving`) only the adapter's
+        tensors train, on top of the frozen ``weights``, and only they are uploaded:
+        no model, no catalogue.
 
         The node's floor is checked first (:class:`~silorec.node.floor.FloorRefused`).
         The upload's privacy cost is known before training: if it would take the
@@ -226,6 +234,9 @@ class DomainNode:
             self.floor.budget(settings.budget_epsilon),
         )
         model = self._model(weights)
+        if adapter is not None:
+            return self._train_adapter(model, weights, adapter, plan, ledger, epochs,
+                                       early_stopping, label)  # fmt: skip
         report = self._fit(model, plan, epochs, early_stopping, label)
         released = self.privacy.release(plan, weights, get_weights(model))
         metrics = self.privacy.reply_scalars(plan, report.scalars(), ledger)
@@ -237,17 +248,54 @@ class DomainNode:
         texts = self.item_texts if self.scenario.uploads_item_texts else None
         return TrainOutcome(released, self.item_embeddings, report, metrics, texts)
 
+    def _train_adapter(
+        self,
+        model: Recommender,
+        base: Weights,
+        adapter: Weights,
+        plan: ReleasePlan,
+        ledger: PrivacyLedger,
+        epochs: int,
+        early_stopping: bool,
+        label: str,
+    ) -> TrainOutcome:
+        """Train ``adapter`` on the frozen ``model`` (the regime is the adapter's: only
+        its tensors train); release it like any upload (the Gaussian mechanism noises
+        the adapter's change)."""
+        weave = self.scenario.weave
+        settings = self.scenario.train.model_copy(update={"regime": "full"})
+        with adapter_attached(model, adapter, weave.alpha, weave.layers) as current:
+            report = self._fit(model, plan, epochs, early_stopping, label, settings)
+            trained = current()
+        released = self.privacy.release(plan, adapter, trained)
+        metrics = self.privacy.reply_scalars(plan, report.scalars(), ledger)
+        if self.privacy.membership is not None:
+            folded = self._model(fold_adapter(base, released, weave.alpha))
+            audit = self.privacy.membership_audit(
+                folded, self._text_tensor, self.scenario.evaluation.batch_size
+            )
+            metrics.update(audit_scalars(audit))
+        return TrainOutcome(released, self.item_embeddings, report, metrics, adapter=True)
+
     def _fit(
-        self, model: Recommender, plan: ReleasePlan, epochs: int, early_stopping: bool, label: str
+        self,
+        model: Recommender,
+        plan: ReleasePlan,
+        epochs: int,
+        early_stopping: bool,
+        label: str,
+        settings: TrainSettings | None = None,
     ) -> FineTuneReport:
         """Train ``model`` in place: DP-SGD (fixed epochs) or the usual fine-tuning,
-        on the users training may see."""
+        on the users training may see (``settings``: instead of the scenario's
+        train settings)."""
+        settings = settings or self.scenario.train
         if plan.schedule is not None:
             return dp_fine_tune(
                 model,
                 self.prepared.domain,
                 self._text_tensor,
-                self.scenario.train,
+                settings,
                 DpSgdParams(plan.noise_multiplier, self.scenario.privacy.max_grad_norm),
                 epochs=epochs,
                 users=self.privacy.training_users,
@@ -257,7 +305,7 @@ class DomainNode:
             model,
             self.prepared.domain,
             self._item_inputs,
-            self.scenario.train,
+            settings,
             self.scenario.evaluation,
             epochs=epochs,
             early_stopping=early_stopping,

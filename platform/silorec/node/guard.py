@@ -30,7 +30,7 @@ from silorec.audit.payload import Payload, PayloadInfo, describe
 from silorec.audit.policy import WireExpectations, check_reply
 from silorec.audit.verdict import Verdict, Violation
 from silorec.data.domain import DomainData
-from silorec.models import model_weight_spec
+from silorec.models import model_adapter_spec, model_weight_spec
 from silorec.node.canaries import Canaries
 from silorec.node.leakage import RUN, IdentifierScanner, SequenceScanner
 from silorec.scenario.schema import Scenario
@@ -155,6 +155,11 @@ class NodeGuard:
             ),
             metric_ks=tuple(scenario.evaluation.ks),
             max_models=max_models,
+            adapter=(
+                model_adapter_spec(scenario.model, text_dim, scenario.weave.rank,
+                                   scenario.weave.layers)
+                if scenario.weave.enabled else None
+            ),  # fmt: skip
         )
         return cls(expectations, scanners)
 

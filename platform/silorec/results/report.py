@@ -13,7 +13,7 @@ scenario file. Missing values show as "—"; undefined ratios as "n/a".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,20 @@ from silorec.results.analysis import (
     unseen_transfer,
 )
 from silorec.results.io import BAR_PLOT, MATRIX_PLOT
+from silorec.results.markdown import (
+    DASH,
+    NA,
+    cell,
+    code,
+    fmt_bytes,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_share,
+    fmt_time,
+    fmt_value,
+    is_missing,
+    md_table,
+)
 from silorec.results.schema import (
     INFO_KEYS,
     MEAN_MERGED,
@@ -41,96 +55,11 @@ from silorec.results.schema import (
     RunResults,
     metric_display,
 )
+from silorec.results.weave_report import weave_section
 
-DASH = "—"
-NA = "n/a"
 HEADLINE_METRICS = ("recall@10", "ndcg@10")
 _TIE = 1e-12
 _MAX_REASON = 1000
-
-
-# ---------------------------------------------------------------------------
-# Formatting helpers.
-# ---------------------------------------------------------------------------
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def fmt_value(v: Any, digits: int = 4) -> str:
-    """A metric value with ``digits`` decimals; "—" when missing."""
-    return DASH if _missing(v) else f"{float(v):.{digits}f}"
-
-
-def fmt_ratio(v: Any) -> str:
-    return NA if _missing(v) else f"{float(v):.3f}"
-
-
-def fmt_share(v: Any) -> str:
-    return NA if _missing(v) else f"{100 * float(v):.1f} %"
-
-
-def fmt_bytes(n: Any) -> str:
-    """Bytes in binary units: ``1.2 MiB``."""
-    if _missing(n):
-        return DASH
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover - unreachable
-
-
-def fmt_seconds(s: Any) -> str:
-    """A duration: ``12.3 s``, ``3 min 05 s``, ``1 h 02 min``."""
-    if _missing(s):
-        return DASH
-    s = float(s)
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        m, sec = divmod(round(s), 60)
-        return f"{m} min {sec:02d} s"
-    h, rem = divmod(round(s), 3600)
-    return f"{h} h {rem // 60:02d} min"
-
-
-def fmt_time(iso: str | None) -> str:
-    if not iso:
-        return DASH
-    try:
-        dt = datetime.fromisoformat(iso)
-    except ValueError:
-        return iso
-    out = dt.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{out} {dt.tzname()}" if dt.tzinfo is not None else out
-
-
-def cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell (pipes escaped, one line)."""
-    s = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    return s.strip()
-
-
-def code(text: Any) -> str:
-    """Inline code (model labels, names), safe in a table cell."""
-    s = str(text).replace("\n", " ").replace("|", "\\|")
-    fence = "``" if "`" in s else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{s}{pad}{fence}"
-
-
-def md_table(
-    header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None
-) -> str:
-    """A GitHub-flavoured Markdown table; ``align`` is 'l' or 'r' per column."""
-    align = align or ["l"] * len(header)
-    sep = ["---:" if a == "r" else ":---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _duration(results: RunResults) -> float | None:
@@ -251,7 +180,7 @@ def _main_table(r: RunResults, split: str, metric: str) -> str:
     merges = [m for m in table.index if kinds[m] == "merge"]
     best: dict[str, float] = {}
     for col in table.columns:
-        vals = [table.at[m, col] for m in merges if not _missing(table.at[m, col])]
+        vals = [table.at[m, col] for m in merges if not is_missing(table.at[m, col])]
         if vals:
             best[col] = max(vals)
     header = ["model", "kind", *[_domain_header(r, c) for c in table.columns]]
@@ -264,7 +193,7 @@ def _main_table(r: RunResults, split: str, metric: str) -> str:
             if (
                 kinds[model] == "merge"
                 and col in best
-                and not _missing(v)
+                and not is_missing(v)
                 and v >= best[col] - _TIE
             ):
                 text = f"**{text}**"
@@ -353,7 +282,7 @@ def _merge_section(r: RunResults, split: str) -> list[str]:
                     label += f" ({rec.n_domains} of {n_merged})"
             else:
                 label = cell(rec.domain)
-            incomplete = any(_missing(x) for x in (rec.merge_value, rec.individual, rec.theta0))
+            incomplete = any(is_missing(x) for x in (rec.merge_value, rec.individual, rec.theta0))
             rows.append(
                 [
                     code(rec.merge),
@@ -400,7 +329,7 @@ def _unseen_section(r: RunResults, split: str) -> list[str]:
             for m in merges:
                 v = rec[m]
                 text = fmt_value(v)
-                if not _missing(v) and not _missing(best):
+                if not is_missing(v) and not is_missing(best):
                     text += f" ({float(v) - float(best):+.4f})"
                 row.append(text)
             rows.append(row)
@@ -691,7 +620,7 @@ def _privacy_section(r: RunResults) -> list[str]:
                 cell(n.domain),
                 n.role,
                 eps,
-                DASH if _missing(delta) else f"{float(delta):.2g}",
+                DASH if is_missing(delta) else f"{float(delta):.2g}",
                 fmt_value(info.get(PRIVACY_NOISE_MULTIPLIER), 3),
                 fmt_value(info.get(PRIVACY_RELEASES), 0),
                 mia,
@@ -770,6 +699,7 @@ def render_report(results: RunResults, *, plots: Sequence[str] = ()) -> str:
             _results_section(r, split, plots),
             _matrix_section(r, split, plots),
             _merge_section(r, split),
+            weave_section(r, split),
             _significance_section(r, split),
             _unseen_section(r, split),
             _full_metrics_section(r),

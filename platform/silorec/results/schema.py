@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-Kind = Literal["base", "individual", "merge", "fedavg", "oracle"]
+Kind = Literal["base", "individual", "merge", "fedavg", "oracle", "adapter", "weave"]
 Role = Literal["merged", "unseen"]
 Split = Literal["valid", "test"]
 NodeStatus = Literal["ok", "failed", "rejected"]
@@ -59,7 +59,7 @@ FEDAVG_LABEL = "fedavg"
 INDIVIDUAL_PREFIX = "individual:"
 
 #: Order in which kinds are listed in tables and plots.
-KIND_ORDER: tuple[str, ...] = ("base", "fedavg", "individual", "merge", "oracle")
+KIND_ORDER: tuple[str, ...] = ("base", "fedavg", "individual", "merge", "oracle", "adapter", "weave")
 SPLIT_ORDER: tuple[str, ...] = ("valid", "test")
 ROLE_ORDER: tuple[str, ...] = ("merged", "unseen")
 
@@ -275,6 +275,12 @@ class RunResults(_Model):
         "joint: the oracle's training.",
     )
     rows: list[ResultRow] = Field(default_factory=list)
+    weave: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Weaving (WeaveRec) facts: per target its sources and the labels of "
+        "its target-only, source-only, hybrid and fused models; adapter size; per step "
+        "the visits, seconds and bytes moved. Empty without [weave].",
+    )
     paired: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Per domain, split, headline metric and pair of models (a, b): n, sum "

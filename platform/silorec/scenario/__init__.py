@@ -28,6 +28,7 @@ from silorec.scenario.schema import (
     SyntheticSource,
     TextSettings,
     TrainSettings,
+    WeaveSettings,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "SyntheticSource",
     "TextSettings",
     "TrainSettings",
+    "WeaveSettings",
     "builtin_scenario_text",
     "load_scenario",
     "load_scenario_with_text",

@@ -553,6 +553,77 @@ class BaselineSettings(StrictModel):
     )
 
 
+def _uniform_fusion() -> list[MergeSpec]:
+    return [MergeSpec(method="average", label="uniform")]
+
+
+class WeaveSettings(StrictModel):
+    """WeaveRec, data-isolated: for each target domain T and each of its sources S a
+    hybrid LoRA adapter is trained by visits that alternate between S's node and T's
+    node (only the adapter moves, through the server), then T's own adapter and its
+    hybrids are fused by merging (see :mod:`silorec.weaving`). Off while ``targets``
+    is empty."""
+
+    targets: list[str] = Field(
+        default_factory=list, description="Target domains (merged, i.e. not unseen)."
+    )
+    sources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Sources per target; a target not listed takes every other merged "
+        "domain as its sources.",
+    )
+    rank: int = Field(8, ge=1, description="LoRA rank r of every adapter.")
+    alpha: float | None = Field(None, gt=0.0, description="LoRA α: ΔW = (α / r)·B·A. None: α = r.")
+    layers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Glob patterns over the model's linear layer names that carry an "
+        "adapter (\"*\": every nn.Linear, e.g. 'blocks.*.attention.*').",
+    )
+    rounds: int = Field(2, ge=1, description="Weaving rounds R: each visits S then T.")
+    epochs_per_visit: int = Field(1, ge=1, description="Local epochs k of one visit.")
+    schedule: Literal["source-first", "target-first"] = Field(
+        "source-first", description="Which node each weaving round visits first."
+    )
+    hybrid_start: Literal["fresh", "target"] = Field(
+        "fresh",
+        description="Where a hybrid starts: a fresh adapter (B = 0, as WeaveRec), or "
+        "the target's own trained adapter.",
+    )
+    finish_on_target: bool = Field(
+        False,
+        description="After the R rounds, one more visit to the target: up to "
+        "adapter_epochs with early stopping on the target's validation users.",
+    )
+    adapter_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="Most epochs of each domain's own adapter (target-only and "
+        "source-only baselines, early stopping on validation); None: train.epochs.",
+    )
+    fusion: list[MergeSpec] = Field(
+        default_factory=_uniform_fusion,
+        min_length=1,
+        description="How {target adapter, hybrids} are fused, as [[merges]] entries "
+        "over the adapted models (exact on ΔW): 'average' is WeaveRec's released "
+        "uniform merge.",
+    )
+    pooled_oracles: bool = Field(
+        False,
+        description="Oracles that break isolation (in-process engine only): one adapter "
+        "on every merged domain's pooled data, and pooled WeaveRec (hybrids trained on "
+        "pooled target + source data, the released recipe).",
+    )
+    fedavg_rounds: int = Field(
+        0, ge=0, description="Baseline: FedAvg of adapters over every merged domain "
+        "for this many rounds of epochs_per_visit (0: off)."
+    )  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.targets)
+
+
 class OutputSettings(StrictModel):
     """What the run writes besides results.json/results.csv/report.md."""
 
@@ -582,6 +653,7 @@ class Scenario(StrictModel):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    weave: WeaveSettings = Field(default_factory=WeaveSettings)
     domains: list[DomainSpec] = Field(..., min_length=1)
 
     @model_validator(mode="after")
@@ -641,6 +713,58 @@ class Scenario(StrictModel):
                     f"{setting} is not supported with model.kind 'text-encoder' ({reason})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_weave(self) -> Scenario:
+        """Weaving targets and sources are distinct merged domains of this scenario."""
+        weave = self.weave
+        if not weave.enabled:
+            if weave.sources:
+                raise ValueError("weave.sources is set but weave.targets is empty")
+            return self
+        merged = [d.name for d in self.merged_domains]
+        for field, names in [("weave.targets", weave.targets),
+                             *[(f"weave.sources.{t}", v) for t, v in weave.sources.items()]]:  # fmt: skip
+            bad = [n for n in names if n not in merged]
+            if bad:
+                raise ValueError(
+                    f"{field} names {', '.join(bad)}, which is not a merged domain of "
+                    f"this scenario (merged: {', '.join(merged)}; unseen domains never train)"
+                )
+            if len(set(names)) != len(names):
+                raise ValueError(f"{field} lists a domain twice: {names}")
+        unknown = sorted(set(weave.sources) - set(weave.targets))
+        if unknown:
+            raise ValueError(f"weave.sources has entries for non-targets: {', '.join(unknown)}")
+        for target in weave.targets:
+            sources = self.weave_sources(target)
+            if target in sources:
+                raise ValueError(f"weave.sources.{target} lists the target itself")
+            if not sources:
+                raise ValueError(f"weave target '{target}' has no source domain to weave with")
+        if self.privacy.mechanism == "dp-sgd":
+            raise ValueError(
+                "weave cannot be combined with privacy.mechanism 'dp-sgd' yet (per-example "
+                "gradients are computed for whole models); use 'gaussian', which noises "
+                "each uploaded adapter"
+            )
+        labels = [m.display_label for m in weave.fusion]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"weave.fusion labels must be unique; repeated: {', '.join(dupes)}")
+        if weave.pooled_oracles and (self.model.kind != "text-seq" or not self.output.save_models):
+            raise ValueError(
+                "weave.pooled_oracles needs model.kind 'text-seq' (pooled training exists "
+                "for it only) and output.save_models = true (the oracles start from the "
+                "run's saved θ0 and target adapters)"
+            )
+        return self
+
+    def weave_sources(self, target: str) -> list[str]:
+        """The source domains woven with ``target`` (default: every other merged one)."""
+        if target in self.weave.sources:
+            return list(self.weave.sources[target])
+        return [d.name for d in self.merged_domains if d.name != target]
 
     @model_validator(mode="after")
     def _joint_oracle_reads_saved_models(self) -> Scenario:

@@ -12,7 +12,6 @@ vectors stay small and interfere less when merged.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,20 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-
-class LowRankDelta(nn.Module):
-    """Parametrization W -> W + (α / r) · B·A (LoRA, Hu et al., ICLR 2022,
-    arXiv:2106.09685); B starts at zero so training starts exactly at W."""
-
-    def __init__(self, out_features: int, in_features: int, rank: int, alpha: float) -> None:
-        super().__init__()
-        self.down = nn.Parameter(torch.empty(rank, in_features))
-        self.up = nn.Parameter(torch.zeros(out_features, rank))
-        nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))
-        self.scaling = alpha / rank
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight + self.scaling * (self.up @ self.down)
+from silorec.models.lora import LowRankDelta
 
 
 @contextmanager

@@ -26,12 +26,16 @@ ITEM_EMBEDDINGS_ARRAY = "text"
 ITEM_TEXTS = "item_texts"
 ITEM_TEXTS_KEY = "texts"
 METRICS = "metrics"  # MetricRecord: scalars
+# ArrayRecord: a LoRA adapter, "<layer>.lora_down"/"<layer>.lora_up" -> array (see
+# silorec.models.lora). A weaving train message carries the base model in WEIGHTS and
+# the adapter to train here; its reply carries the trained adapter, and no weights.
+ADAPTER = "adapter"
 MODEL_PREFIX = "model:"  # evaluate request: one ArrayRecord per model label
 RESULT_PREFIX = "result:"  # evaluate reply: one MetricRecord per model label
 PAIRS = "pairs"  # evaluate reply: paired-comparison sums, see pair_key()
 
 # Keys of the train instruction (CONFIG).
-PHASE = "phase"  # "fedavg" or "finetune"
+PHASE = "phase"  # "fedavg", "finetune" or, with an ADAPTER, "adapter"/"weave"
 EPOCHS = "epochs"  # 0 = the scenario's train.epochs
 EARLY_STOPPING = "early-stopping"
 SPLITS = "splits"  # evaluate: which leave-one-out splits

@@ -151,6 +151,36 @@ def read_train(
     return TrainReply(model, embeddings, scalars, texts)
 
 
+@dataclass(frozen=True)
+class AdapterReply:
+    adapter: dict[str, np.ndarray]
+    metrics: dict[str, float]
+
+
+def read_adapter_train(
+    payload: Payload, *, domain: str, adapter: WeightSpec, described: DescribeReply
+) -> AdapterReply:
+    """A weaving train reply: exactly the adapter's tensors (float32, finite, the
+    shapes sent), allowed metrics and a training-set size within the described
+    domain; no model weights, no catalogue."""
+    records = _records(
+        payload,
+        required={protocol.INFO: "config", protocol.ADAPTER: "array", protocol.METRICS: "metric"},
+    )
+    info = _config(records[protocol.INFO], {"domain": str}, required=("domain",))
+    if info["domain"] != domain:
+        raise ReplyRejected(f"info 'domain' is '{info['domain']}', this node serves '{domain}'")
+    trained = _arrays(records[protocol.ADAPTER], adapter)
+    scalars = _scalars(records[protocol.METRICS], names.TRAIN_METRICS, names.TRAIN_REQUIRED)
+    size = _count(scalars, "n_train_sequences", minimum=1)
+    if size > described.n_users:
+        raise ReplyRejected(
+            f"metric 'n_train_sequences' claims {size} training sequences, but the node "
+            f"described a domain of {described.n_users} users (one sequence per user)"
+        )
+    return AdapterReply(trained, scalars)
+
+
 # -- evaluate ----------------------------------------------------------------------------
 
 
