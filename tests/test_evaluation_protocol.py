@@ -223,3 +223,46 @@ def test_sampled_users_are_a_seeded_sorted_subset() -> None:
     assert np.all(np.diff(sample) > 0)
     np.testing.assert_array_equal(evaluation_users(many, 20, seed=4), sample)
     assert not np.array_equal(evaluation_users(many, 20, seed=5), sample)
+
+
+# -- WeaveRec's sampled protocol -----------------------------------------------------------
+
+
+def test_sampled_negatives_are_items_the_user_never_had_and_the_same_every_time(
+    domain: DomainData,
+) -> None:
+    for user in evaluation_users(domain, None, 0):
+        seen = set(SEQUENCES[user])
+        for split in ("valid", "test"):
+            drawn = protocol.sampled_negatives(domain, int(user), split, 10, seed=4)
+            assert len(drawn) == len(set(drawn)) == min(10, N_ITEMS - len(seen))
+            assert not seen & set(drawn.tolist())
+            again = protocol.sampled_negatives(domain, int(user), split, 10, seed=4)
+            assert np.array_equal(drawn, again)
+    other = protocol.sampled_negatives(domain, 0, "test", 10, seed=5)
+    assert not np.array_equal(other, protocol.sampled_negatives(domain, 0, "test", 10, seed=4))
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_sampled_metrics_match_a_brute_force_count(
+    domain: DomainData, model: TextSeqRec, embeddings: torch.Tensor, split: Split
+) -> None:
+    config = EvaluationSettings(ks=[10], batch_size=4, sampled_negatives=7, users_seed=2)
+    users = evaluation_users(domain, None, 0)
+    result = evaluate(model.eval(), domain, embeddings, split, config, users)
+    ranks = []
+    for user in users:
+        history, target = domain.eval_case(int(user), split)
+        with torch.no_grad():
+            item_repr = model.encode_items(embeddings)
+            inputs = torch.tensor([list(history[-MODEL_SETTINGS.max_len :])])
+            scores = model.scores(model.encode_histories(embeddings, item_repr, inputs),
+                                  item_repr)[0]  # fmt: skip
+        negatives = protocol.sampled_negatives(domain, int(user), split, 7, seed=2)
+        ranks.append(int((scores[negatives] >= scores[target]).sum()))
+    ranks_a = np.asarray(ranks, dtype=np.float64)
+    assert result.metrics["sampled_mrr"] == pytest.approx(float((1 / (ranks_a + 1)).mean()))
+    assert result.metrics["sampled_ndcg@1"] == pytest.approx(float((ranks_a == 0).mean()))
+    assert 0 < result.metrics["sampled_ndcg@5"] <= 1
+    assert "sampled_mrr" not in evaluate(model, domain, embeddings, split, settings(),
+                                         users).metrics  # fmt: skip

@@ -75,3 +75,27 @@ def test_seeds_vary_node_side_randomness_through_flwr_run(tmp_path: Path) -> Non
             assert results.node(domain).info["train_seed"] == seed
     assert "Paired t-tests over the 2 seeds" in (out / "summary.md").read_text()
     assert processes_mentioning(str(home)) == []
+
+
+def test_weaving_runs_through_flwr_run_and_its_audit_passes(tmp_path: Path) -> None:
+    """The weaving schedule is a ServerApp phase over Messages, so it runs on Ray as
+    in-process: adapters only, every hybrid woven, the audit on the logs passes."""
+    from silorec.cli import main
+
+    text = TINY.read_text().replace(
+        "[[domains]]",
+        '[weave]\ntargets = ["alpha"]\nrank = 4\nrounds = 1\nadapter_epochs = 1\n\n[[domains]]',
+        1,
+    )
+    scenario = tmp_path / "weave.toml"
+    scenario.write_text(text)
+    home, out = tmp_path / "flwr-home", tmp_path / "run"
+    done = simulate(scenario, out, home)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    results = load_run(out)
+    assert results.status == "completed" and results.engine == "simulation", results.failures
+    assert {"hybrid:alpha+beta", "hybrid:alpha+gamma", "weave:alpha uniform"} <= set(
+        results.models()
+    )
+    assert main(["audit", str(out)]) == 0
+    assert processes_mentioning(str(home)) == []

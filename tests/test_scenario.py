@@ -356,6 +356,23 @@ def test_repo_quickstart_is_the_embedded_one(repo_root: Path) -> None:
     assert builtin_scenario_text().encode("utf-8") == embedded
 
 
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "scenarios").glob("*.toml"))
+)
+def test_every_shipped_scenario_validates(repo_root: Path, name: str) -> None:
+    scenario = load_scenario(repo_root / "scenarios" / name)
+    assert scenario.name and scenario.domains
+
+
+def test_the_weaving_scenarios_weave_every_domain_in_turn(repo_root: Path) -> None:
+    for name, targets in [("quickstart-weave.toml", ["books", "toys", "kitchen"]),
+                          ("weaverec.toml", ["beauty", "sports", "toys"])]:  # fmt: skip
+        scenario = load_scenario(repo_root / "scenarios" / name)
+        assert scenario.weave.targets == targets
+        for target in targets:
+            assert scenario.weave_sources(target) == [t for t in targets if t != target]
+
+
 def test_amazon_scenario_validates_with_pantry_unseen(repo_root: Path) -> None:
     scenario = load_scenario(repo_root / "scenarios" / "amazon.toml")
     assert scenario.name == "amazon"

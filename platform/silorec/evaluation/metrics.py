@@ -19,6 +19,20 @@ def metric_names(ks: Iterable[int]) -> list[str]:
     return names + ["mrr"]
 
 
+#: WeaveRec's sampled protocol: the target among ``sampled_negatives`` sampled items.
+SAMPLED_KS = (1, 3, 5)
+SAMPLED_METRICS = (*(f"sampled_ndcg@{k}" for k in SAMPLED_KS), "sampled_mrr")
+
+
+def sampled_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """Mean NDCG@1/3/5 and MRR of 0-based ranks among the sampled candidates."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {f"sampled_ndcg@{k}": float(np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0).mean())
+           for k in SAMPLED_KS}  # fmt: skip
+    out["sampled_mrr"] = float((1.0 / (ranks + 1)).mean())
+    return out
+
+
 def target_ranks(
     scores: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None = None
 ) -> torch.Tensor:

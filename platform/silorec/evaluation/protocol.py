@@ -1,5 +1,8 @@
 """The one evaluation protocol, used for every model: full ranking over all items of
-the domain, leave-one-out targets (validation: second-to-last item, test: last)."""
+the domain, leave-one-out targets (validation: second-to-last item, test: last).
+Optionally also WeaveRec's sampled protocol on the same scores (the target among
+``sampled_negatives`` items the user never interacted with), so numbers can be set
+beside that paper's; the full ranking stays the headline."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import torch
 
 from silorec.data.domain import DomainData, Split
-from silorec.evaluation.metrics import ranking_metrics, target_ranks
+from silorec.evaluation.metrics import ranking_metrics, sampled_metrics, target_ranks
 from silorec.models import ItemInputs, Recommender
 from silorec.models.inputs import pad_left
 from silorec.scenario.schema import EvaluationSettings
@@ -65,6 +68,8 @@ def evaluate(
         widths = np.minimum([len(history) for history, _ in cases], max_len)
         order = np.argsort(widths, kind="stable")
         ranks = np.empty(len(users), dtype=np.int64)
+        n_negatives = settings.sampled_negatives
+        sampled = np.empty(len(users), dtype=np.int64) if n_negatives else None
         for start in range(0, len(order), settings.batch_size):
             rows = order[start : start + settings.batch_size]
             width = max(int(widths[rows].max()), 1)
@@ -77,9 +82,40 @@ def evaluate(
             if settings.exclude_history:
                 excluded = _history_mask(batch, scores.shape).to(device)
             ranks[rows] = target_ranks(scores, targets, excluded).cpu().numpy()
+            if sampled is not None and n_negatives:
+                negatives = [sampled_negatives(domain, int(users[r]), split, n_negatives,
+                                               settings.users_seed) for r in rows]  # fmt: skip
+                sampled[rows] = _sampled_ranks(scores, targets, negatives)
     finally:
         model.train(was_training)
-    return EvalResult(split, len(users), ranking_metrics(ranks, settings.ks), ranks)
+    metrics = ranking_metrics(ranks, settings.ks)
+    if sampled is not None:
+        metrics.update(sampled_metrics(sampled))
+    return EvalResult(split, len(users), metrics, ranks)
+
+
+def sampled_negatives(domain: DomainData, user: int, split: Split, n: int, seed: int) -> np.ndarray:
+    """``n`` items ``user`` never interacted with, drawn without replacement by a
+    generator of (seed, split, user) alone: the same for every model and run (fewer
+    when the catalogue has fewer such items)."""
+    seen = domain.flat_items[domain.offsets[user] : domain.offsets[user + 1]]
+    allowed = np.setdiff1d(np.arange(domain.n_items), seen, assume_unique=False)
+    rng = np.random.default_rng([seed, 0 if split == "valid" else 1, user])
+    return rng.choice(allowed, size=min(n, len(allowed)), replace=False)
+
+
+def _sampled_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, negatives: list[np.ndarray]
+) -> np.ndarray:
+    """0-based rank of each target among its sampled negatives (ties count against
+    it, NaN scores lowest, as in :func:`target_ranks`)."""
+    scores = scores.nan_to_num(nan=float("-inf"))
+    target_scores = scores.gather(1, targets[:, None])[:, 0]
+    out = np.empty(len(negatives), dtype=np.int64)
+    for row, items in enumerate(negatives):
+        index = torch.from_numpy(items).to(scores.device)
+        out[row] = int((scores[row, index] >= target_scores[row]).sum())
+    return out
 
 
 def _history_mask(cases: list[tuple[np.ndarray, int]], shape: torch.Size) -> torch.Tensor:

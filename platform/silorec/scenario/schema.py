@@ -371,6 +371,14 @@ class EvaluationSettings(StrictModel):
         description="Seed of that sample. It is not the run's seed: every seed of "
         "`silorec run --seeds` evaluates the same users, so seeds are comparable.",
     )
+    sampled_negatives: int | None = Field(
+        None,
+        ge=1,
+        description="Also WeaveRec's sampled protocol: the target ranked among this many "
+        "items the user never interacted with (29 in the paper), drawn per user and "
+        "split from users_seed (the same for every model); reports sampled_ndcg@1/3/5 "
+        "and sampled_mrr beside the full-ranking metrics. None: off.",
+    )
 
     @field_validator("ks")
     @classmethod

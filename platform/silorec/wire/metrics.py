@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from silorec.evaluation.metrics import metric_names
+from silorec.evaluation.metrics import SAMPLED_METRICS, metric_names
 from silorec.evaluation.paired import PAIRED_METRICS
 from silorec.results.schema import (
     MIA_AUC,
@@ -95,7 +95,7 @@ _PAIR_KEY = re.compile(
 
 def evaluate_metric_names(ks: Iterable[int]) -> frozenset[str]:
     """``<split>/<metric>`` keys an evaluate result record may hold."""
-    names = [*metric_names(ks), EVALUATE_COUNT]
+    names = [*metric_names(ks), *SAMPLED_METRICS, EVALUATE_COUNT]
     return frozenset(
         f"{split}{protocol.SPLIT_SEPARATOR}{name}" for split in SPLITS for name in names
     )
