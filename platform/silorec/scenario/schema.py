@@ -594,14 +594,16 @@ class WeaveSettings(StrictModel):
         "source-first", description="Which node each weaving round visits first."
     )
     hybrid_start: Literal["fresh", "target"] = Field(
-        "fresh",
-        description="Where a hybrid starts: a fresh adapter (B = 0, as WeaveRec), or "
-        "the target's own trained adapter.",
+        "target",
+        description="Where a hybrid starts: the target's own trained adapter (default: "
+        "measured best, docs/results.md), or a fresh adapter (B = 0) as WeaveRec's "
+        "released recipe.",
     )
     finish_on_target: bool = Field(
-        False,
+        True,
         description="After the R rounds, one more visit to the target: up to "
-        "adapter_epochs with early stopping on the target's validation users.",
+        "adapter_epochs with early stopping on the target's validation users (default: "
+        "measured best; false: the plain alternation).",
     )
     adapter_epochs: int | None = Field(
         None,
