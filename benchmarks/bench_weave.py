@@ -125,9 +125,11 @@ def target_lines(runs: Sequence[RunResults], target: str) -> tuple[list[str], li
             continue
         r, d = ratio(runs, fused, reference, target), paired(runs, fused, reference, target)
         verdict = "PASS" if r.mean >= floor else "MISS"
+        evidence = (f"paired difference {d.mean:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}], "
+                    f"p {d.p:.3g}" if d.n >= 2 else
+                    f"difference {d.mean:+.4f} (1 seed: no interval, no test)")  # fmt: skip
         checks.append(f"- {target}: `{fused}` vs {name} `{reference}`: {fmt(r, 3)} x; "
-                      f"paired difference {d.mean:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}], "
-                      f"p {d.p:.3g}: {verdict} (target ≥ {floor:g})")  # fmt: skip
+                      f"{evidence}: {verdict} (target ≥ {floor:g})")  # fmt: skip
     return lines, checks
 
 
