@@ -32,6 +32,7 @@ from pathlib import Path
 
 from silorec.evaluation.paired import SeedSummary
 from silorec.results import RunResults, load_run
+from silorec.results.weave_report import weave_entries
 
 METRIC = "recall@10"
 
@@ -90,19 +91,7 @@ def target_lines(runs: Sequence[RunResults], target: str) -> tuple[list[str], li
     """The table of one target and its target checks."""
     weave = runs[0].weave
     facts = weave["targets"][target]
-    labels: list[tuple[str, str]] = []
-    if facts.get("target_only"):
-        labels.append(("target-only adapter", facts["target_only"]))
-    labels += [(f"source-only ({s})", x) for s, x in facts.get("source_only", {}).items()]
-    labels += [("plain merge of adapters", x) for x in weave.get("plain_merge", [])]
-    if weave.get("fedavg"):
-        labels.append(("FedAvg of adapters", weave["fedavg"]))
-    labels += [(f"hybrid with {s}", x) for s, x in facts.get("hybrids", {}).items()]
-    labels += [("WeaveRec fused", x) for x in facts.get("fused", [])]
-    if weave.get("pooled_adapter"):
-        labels.append(("pooled adapter (oracle)", weave["pooled_adapter"]))
-    if facts.get("pooled_weave"):
-        labels.append(("pooled WeaveRec (oracle)", facts["pooled_weave"]))
+    labels = weave_entries(facts, weave)
     lines = [f"### Target `{target}` ({len(runs)} seeds; test {METRIC} on {target})", "",
              "| model | label | valid | test |", "| :--- | :--- | ---: | ---: |"]  # fmt: skip
     for role, label in labels:

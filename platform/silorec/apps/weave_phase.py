@@ -30,8 +30,8 @@ from silorec.apps.merge_phase import MergeInputs, run_merges
 from silorec.apps.payload import payload_of
 from silorec.apps.records import weights_to_record
 from silorec.logs import get_logger
-from silorec.models import Weights, build_model, model_adapter_spec, weights_nbytes
-from silorec.models.lora import fold_adapter, init_adapter
+from silorec.models import Weights, build_model, weights_nbytes
+from silorec.models.lora import adapter_spec, fold_adapter, init_adapter
 from silorec.weaving import (
     Hybrid,
     adapter_label,
@@ -64,9 +64,8 @@ class WeavePhase:
         self.theta0 = theta0
         self.base_record = weights_to_record(theta0)
         assert server.text_dim is not None
-        self.spec = model_adapter_spec(self.scenario.model, server.text_dim, self.weave.rank,
-                                       self.weave.layers)  # fmt: skip
         model = build_model(self.scenario.model, server.text_dim, seed=0)
+        self.spec = adapter_spec(model, self.weave.rank, self.weave.layers)
         self.start = init_adapter(model, self.weave.rank, self.weave.layers,
                                   seed=self.scenario.seed)  # fmt: skip
         self.steps: list[dict[str, Any]] = []

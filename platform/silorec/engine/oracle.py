@@ -7,7 +7,9 @@ process holds every domain) and labelled as an oracle in every table.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ def add_joint_oracle(run_dir: Path, scenario: Scenario, base_dir: Path) -> None:
         return
     log.info("joint oracle: training on pooled data of %s (breaks isolation)",
              ", ".join(n.name for n in merged))  # fmt: skip
-    theta0 = _load_model(run_dir, BASE_LABEL)
+    theta0 = load_saved_model(run_dir, BASE_LABEL)
     model = build_model(scenario.model, merged[0].item_embeddings.shape[1], seed=0)
     set_weights(model, theta0)
     model.to(merged[0].device)
@@ -69,10 +71,13 @@ def add_joint_oracle(run_dir: Path, scenario: Scenario, base_dir: Path) -> None:
     log.info("joint oracle added to %s (%.0f s)", run_dir, report.seconds)
 
 
-def _load_model(run_dir: Path, label: str) -> dict[str, np.ndarray]:
-    import json
+def saved_index(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``models/index.json``: label, kind, source and file of each saved model."""
+    return json.loads((run_dir / "models" / "index.json").read_text())
 
-    index = json.loads((run_dir / "models" / "index.json").read_text())
-    (entry,) = [e for e in index if e["label"] == label]
+
+def load_saved_model(run_dir: Path, label: str) -> dict[str, np.ndarray]:
+    """The weights the run saved under ``label`` (see ``output.save_models``)."""
+    (entry,) = [e for e in saved_index(run_dir) if e["label"] == label]
     with np.load(run_dir / "models" / entry["file"]) as archive:
         return {name: archive[name] for name in archive.files}

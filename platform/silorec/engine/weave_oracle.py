@@ -14,7 +14,6 @@ adapter_epochs`` with early stopping on the pooled domains' mean validation NDCG
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from silorec.engine.oracle import load_saved_model, saved_index
 from silorec.logs import get_logger
 from silorec.models import Weights, build_model, set_weights
 from silorec.models.lora import adapter_attached, fold_adapter, init_adapter
@@ -50,7 +50,7 @@ def add_weave_oracles(run_dir: Path, scenario: Scenario, base_dir: Path) -> None
     nodes = {d.name: DomainNode(scenario, d, base_dir=base_dir) for d in scenario.domains
              if d.name in usable}  # fmt: skip
     merged = [n for n in nodes.values() if not n.spec.unseen]
-    theta0 = _load_model(run_dir, BASE_LABEL)
+    theta0 = load_saved_model(run_dir, BASE_LABEL)
     weave = scenario.weave
     settings = scenario.train.model_copy(
         update={"regime": "full", "epochs": weave.adapter_epochs or scenario.train.epochs}
@@ -78,9 +78,9 @@ def add_weave_oracles(run_dir: Path, scenario: Scenario, base_dir: Path) -> None
     models: dict[str, Weights] = {POOLED_ADAPTER_LABEL: pooled(merged, POOLED_ADAPTER_LABEL)}
     for target, target_facts in results.weave["targets"].items():
         own_label = adapter_label(target)
-        if target not in nodes or own_label not in {e["label"] for e in _index(run_dir)}:
+        if target not in nodes or own_label not in {e["label"] for e in saved_index(run_dir)}:
             continue
-        parts = [_load_model(run_dir, own_label)]
+        parts = [load_saved_model(run_dir, own_label)]
         for source in target_facts["sources"]:
             if source in nodes:
                 parts.append(pooled([nodes[target], nodes[source]], f"{target}+{source}"))
@@ -99,13 +99,3 @@ def add_weave_oracles(run_dir: Path, scenario: Scenario, base_dir: Path) -> None
     results.weave["oracles"] = facts
     write_run(results, run_dir, plots=scenario.output.plots)
     log.info("weave oracles added to %s", run_dir)
-
-
-def _index(run_dir: Path) -> list[dict[str, Any]]:
-    return json.loads((run_dir / "models" / "index.json").read_text())
-
-
-def _load_model(run_dir: Path, label: str) -> dict[str, np.ndarray]:
-    (entry,) = [e for e in _index(run_dir) if e["label"] == label]
-    with np.load(run_dir / "models" / entry["file"]) as archive:
-        return {name: archive[name] for name in archive.files}

@@ -6,6 +6,7 @@ beside that paper's; the full ranking stays the headline."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,11 +50,14 @@ def evaluate(
     split: Split,
     settings: EvaluationSettings,
     users: np.ndarray,
+    negatives: Sequence[np.ndarray] | None = None,
 ) -> EvalResult:
     """Rank every item of the domain for each user and score the held-out target.
 
     ``item_inputs`` are what ``model`` encodes the domain's items from (see
-    :mod:`silorec.models`); every item is encoded once."""
+    :mod:`silorec.models`); every item is encoded once. ``negatives``: each user's
+    sampled negatives (:func:`draw_negatives`), drawn once by a caller evaluating
+    several models; drawn here when the scenario samples and none are given."""
     if len(users) == 0:
         raise ValueError(f"domain '{domain.name}' has no evaluable users")
     was_training = model.training
@@ -68,8 +72,9 @@ def evaluate(
         widths = np.minimum([len(history) for history, _ in cases], max_len)
         order = np.argsort(widths, kind="stable")
         ranks = np.empty(len(users), dtype=np.int64)
-        n_negatives = settings.sampled_negatives
-        sampled = np.empty(len(users), dtype=np.int64) if n_negatives else None
+        if negatives is None and settings.sampled_negatives:
+            negatives = draw_negatives(domain, users, split, settings)
+        sampled = np.empty(len(users), dtype=np.int64) if negatives is not None else None
         for start in range(0, len(order), settings.batch_size):
             rows = order[start : start + settings.batch_size]
             width = max(int(widths[rows].max()), 1)
@@ -82,16 +87,25 @@ def evaluate(
             if settings.exclude_history:
                 excluded = _history_mask(batch, scores.shape).to(device)
             ranks[rows] = target_ranks(scores, targets, excluded).cpu().numpy()
-            if sampled is not None and n_negatives:
-                negatives = [sampled_negatives(domain, int(users[r]), split, n_negatives,
-                                               settings.users_seed) for r in rows]  # fmt: skip
-                sampled[rows] = _sampled_ranks(scores, targets, negatives)
+            if sampled is not None and negatives is not None:
+                sampled[rows] = _sampled_ranks(scores, targets, [negatives[r] for r in rows])
     finally:
         model.train(was_training)
     metrics = ranking_metrics(ranks, settings.ks)
     if sampled is not None:
         metrics.update(sampled_metrics(sampled))
     return EvalResult(split, len(users), metrics, ranks)
+
+
+def draw_negatives(
+    domain: DomainData, users: np.ndarray, split: Split, settings: EvaluationSettings
+) -> list[np.ndarray] | None:
+    """Every user's sampled negatives for ``split`` (None when the scenario does not
+    sample), in the order of ``users``."""
+    n = settings.sampled_negatives
+    if not n:
+        return None
+    return [sampled_negatives(domain, int(u), split, n, settings.users_seed) for u in users]
 
 
 def sampled_negatives(domain: DomainData, user: int, split: Split, n: int, seed: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 
 from silorec.data.cache import resolve_cache_dir
 from silorec.data.prepare import PreparedDomain, prepare_domain
-from silorec.evaluation.protocol import EvalResult, evaluate, evaluation_users
+from silorec.evaluation.protocol import EvalResult, draw_negatives, evaluate, evaluation_users
 from silorec.models import (
     ItemInputs,
     Recommender,
@@ -325,13 +325,15 @@ class DomainNode:
         users = evaluation_users(self.prepared.domain, settings.max_users, settings.users_seed)
         self.floor.check_users(self.name, "evaluation metrics", len(users))
         self._evaluate_requests[run] = served + 1
+        # Sampled negatives depend on the user and split only: drawn once for all models.
+        negatives = {split: draw_negatives(self.prepared.domain, users, split, settings)
+                     for split in splits}  # fmt: skip
         results: dict[str, dict[str, EvalResult]] = {}
         for label, weights in models.items():
             model = self._model(weights)
             results[label] = {
-                split: evaluate(
-                    model, self.prepared.domain, self._item_inputs, split, settings, users
-                )
+                split: evaluate(model, self.prepared.domain, self._item_inputs, split, settings,
+                                users, negatives[split])
                 for split in splits
-            }
+            }  # fmt: skip
         return results

@@ -21,8 +21,10 @@ from silorec.results.schema import RunResults
 METRICS = ("recall@10", "ndcg@10")
 
 
-def _entries(target: str, facts: dict[str, Any], weave: dict[str, Any]) -> list[tuple[str, str]]:
-    """(role, label) of every model to show for ``target``, baselines first."""
+def weave_entries(facts: dict[str, Any], weave: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, label) of every model to show for one target (``facts``: its entry in
+    ``weave["targets"]``), baselines first, oracles last (the report and
+    ``benchmarks/bench_weave.py`` show the same rows)."""
     out: list[tuple[str, str]] = []
     if facts.get("target_only"):
         out.append(("target-only adapter", facts["target_only"]))
@@ -76,7 +78,7 @@ def weave_section(r: RunResults, split: str) -> list[str]:
     for target, facts in weave["targets"].items():
         reference = r.value(facts.get("target_only") or "", target, split, METRICS[0])
         rows = []
-        for role, label in _entries(target, facts, weave):
+        for role, label in weave_entries(facts, weave):
             values = [r.value(label, target, split, m) for m in METRICS]
             ratio = values[0] / reference if values[0] is not None and reference else None
             rows.append([role, code(label), *[fmt_value(v) for v in values], fmt_ratio(ratio)])

@@ -130,21 +130,13 @@ def read_train(
     if item_texts:
         required[protocol.ITEM_TEXTS] = "config"
     records = _records(payload, required=required, optional=optional)
-    info = _config(records[protocol.INFO], {"domain": str}, required=("domain",))
-    if info["domain"] != domain:
-        raise ReplyRejected(f"info 'domain' is '{info['domain']}', this node serves '{domain}'")
+    _check_domain(records[protocol.INFO], domain)
     model = _arrays(records[protocol.WEIGHTS], weights)  # names, shapes, float32, finite
     embeddings = _arrays(
         records[protocol.ITEM_EMBEDDINGS],
         {protocol.ITEM_EMBEDDINGS_ARRAY: ((described.n_items, described.text_dim), FLOAT32)},
     )[protocol.ITEM_EMBEDDINGS_ARRAY]
-    scalars = _scalars(records[protocol.METRICS], names.TRAIN_METRICS, names.TRAIN_REQUIRED)
-    size = _count(scalars, "n_train_sequences", minimum=1)
-    if size > described.n_users:
-        raise ReplyRejected(
-            f"metric 'n_train_sequences' claims {size} training sequences, but the node "
-            f"described a domain of {described.n_users} users (one sequence per user)"
-        )
+    scalars = _train_scalars(records[protocol.METRICS], described)
     texts = None
     if item_texts:
         texts = _texts(records[protocol.ITEM_TEXTS], described.n_items)
@@ -167,18 +159,30 @@ def read_adapter_train(
         payload,
         required={protocol.INFO: "config", protocol.ADAPTER: "array", protocol.METRICS: "metric"},
     )
-    info = _config(records[protocol.INFO], {"domain": str}, required=("domain",))
+    _check_domain(records[protocol.INFO], domain)
+    trained = _arrays(records[protocol.ADAPTER], adapter)
+    scalars = _train_scalars(records[protocol.METRICS], described)
+    return AdapterReply(trained, scalars)
+
+
+def _check_domain(record: WireRecord, domain: str) -> None:
+    """The reply's ``info`` names the domain this node serves."""
+    info = _config(record, {"domain": str}, required=("domain",))
     if info["domain"] != domain:
         raise ReplyRejected(f"info 'domain' is '{info['domain']}', this node serves '{domain}'")
-    trained = _arrays(records[protocol.ADAPTER], adapter)
-    scalars = _scalars(records[protocol.METRICS], names.TRAIN_METRICS, names.TRAIN_REQUIRED)
+
+
+def _train_scalars(record: WireRecord, described: DescribeReply) -> dict[str, float]:
+    """A train reply's allowed metrics, with a training-set size no larger than the
+    domain the node described (FedAvg weights must not be steerable by a claim)."""
+    scalars = _scalars(record, names.TRAIN_METRICS, names.TRAIN_REQUIRED)
     size = _count(scalars, "n_train_sequences", minimum=1)
     if size > described.n_users:
         raise ReplyRejected(
             f"metric 'n_train_sequences' claims {size} training sequences, but the node "
             f"described a domain of {described.n_users} users (one sequence per user)"
         )
-    return AdapterReply(trained, scalars)
+    return scalars
 
 
 # -- evaluate ----------------------------------------------------------------------------
@@ -199,9 +203,7 @@ def read_evaluate(
     result_names = {f"{protocol.RESULT_PREFIX}{label}": label for label in labels}
     required = {protocol.INFO: "config", **{name: "metric" for name in result_names}}
     records = _records(payload, required=required, optional={protocol.PAIRS: "metric"})
-    info = _config(records[protocol.INFO], {"domain": str}, required=("domain",))
-    if info["domain"] != domain:
-        raise ReplyRejected(f"info 'domain' is '{info['domain']}', this node serves '{domain}'")
+    _check_domain(records[protocol.INFO], domain)
     allowed = names.evaluate_metric_names(ks)
     results: dict[str, dict[str, dict[str, float]]] = {}
     counts: dict[str, dict[str, int]] = {}
