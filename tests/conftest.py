@@ -53,3 +53,22 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One in-process run of tests/scenarios/tiny.toml with its models, merge inputs and
+    merge card, shared (read-only) by the provenance and serving tests; copy it before
+    changing anything in it."""
+    from silorec.engine.local import run_inprocess
+    from silorec.engine.project import find_project
+
+    tests = Path(__file__).parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SILOREC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "silorec-cache"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return run_inprocess(
+            tests / "scenarios" / "tiny.toml",
+            find_project(tests),
+            out=tmp_path_factory.mktemp("saved-tiny") / "run",
+        )

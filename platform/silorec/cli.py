@@ -8,6 +8,12 @@
 ``silorec summary``   summarise runs of one scenario over seeds (mean, std, paired tests)
 ``silorec report``    re-render report.md and plots from a run's results.json
 ``silorec audit``     audit what left each domain node in a run (PASS/FAIL)
+``silorec export``    one model of a run as a self-contained folder (with its merge card)
+``silorec recommend`` recommend with an exported model, from any catalogue with item text
+``silorec serve``     an exported model behind an HTTP API
+``silorec card``      (re)write a run's merge card
+``silorec replay``    recompute a run's merges from its stored inputs, bit for bit
+``silorec merge``     a domain leaves or joins: re-merge, evaluate on the nodes
 
 Exit codes: 0 success, 1 the run failed (its run directory says why), 2 bad input.
 """
@@ -23,6 +29,10 @@ from pathlib import Path
 # Offline by default: nothing silorec runs may reach for the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from silorec.engine import remerge as remerge_cli  # noqa: E402
+from silorec.provenance import cli as provenance_cli  # noqa: E402 - after the offline defaults
+from silorec.serving import cli as serving_cli  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -215,6 +225,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_BAD_INPUT
     paths = write_report(report)
+    if (args.run_dir / "merge-card.json").is_file():  # the card shows the audit's verdict
+        from silorec.provenance import write_card
+
+        write_card(args.run_dir)
     fails = [f for f in report.findings if f.severity == "fail"]
     print(
         f"audit {'PASS' if report.passed else 'FAIL'}: {len(report.nodes)} node(s), "
@@ -337,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="node audit logs collected elsewhere (deployment), instead of RUN_DIR/audit/",
     )
     audit.set_defaults(func=_cmd_audit)
+
+    serving_cli.register(commands)
+    provenance_cli.register(commands)
+    remerge_cli.register(commands)
     return parser
 
 
@@ -345,14 +363,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from silorec.data.errors import DataError
     from silorec.engine.project import ProjectError
     from silorec.node import NodeConfigError
+    from silorec.provenance import CardError, MergeInputsError
+    from silorec.provenance.membership import MembershipError
     from silorec.results import ResultsError
     from silorec.scenario import ScenarioError
+    from silorec.serving import ExportError, RecommendError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except (
-        ScenarioError, DataError, ProjectError, ResultsError, NodeConfigError, FileExistsError
+        ScenarioError, DataError, ProjectError, ResultsError, NodeConfigError, FileExistsError,
+        FileNotFoundError, CardError, MergeInputsError, MembershipError, ExportError, RecommendError,
     ) as exc:  # fmt: skip
         _error(str(exc))
         return EXIT_BAD_INPUT

@@ -18,6 +18,10 @@ SEED = "seed"  # overrides the scenario's seeds (run, training, θ0) when >= 0
 #: Which node holds which domain, ``"alpha=1001 beta=1002"``, set by an engine that
 #: knows (the in-process engine); a deployment binds with ``federation.node_ids``.
 NODE_BINDING = "node-binding"
+#: A run folder written by ``silorec merge add|remove``: the server trains and merges
+#: nothing, it evaluates that folder's models on the nodes (one evaluation round) and
+#: writes them, evaluated, as this run ("" = an ordinary run).
+EVALUATE_FROM = "evaluate-from"
 
 #: Context-state record where the ServerApp leaves facts for whoever started it
 #: (the in-process engine reads the run directory from it).

@@ -26,6 +26,7 @@ models remain, and results are always written.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ from silorec.apps.payload import payload_of
 from silorec.apps.records import weights_to_record
 from silorec.apps.run_config import (
     ENGINE,
+    EVALUATE_FROM,
     INPROCESS_ENGINE,
     STATE_RECORD,
     STATE_RUN_DIR,
@@ -50,6 +52,7 @@ from silorec.apps.run_config import (
     scenario_from_run_config,
 )
 from silorec.apps.server_output import (
+    MODELS_DIR,
     paired_entries,
     result_rows,
     run_dir_for,
@@ -66,6 +69,8 @@ from silorec.models import (
     get_weights,
     weight_spec,
 )
+from silorec.provenance import save_merge_inputs, write_card
+from silorec.provenance.merge_inputs import MERGE_INPUTS_DIR, saved_models
 from silorec.results import (
     BASE_LABEL,
     FEDAVG_LABEL,
@@ -74,6 +79,7 @@ from silorec.results import (
     ResultRow,
     RunResults,
     individual_label,
+    load_run,
     now_iso,
     write_run,
     write_text_atomic,
@@ -137,6 +143,7 @@ class MergeServer:
         run_dir: Path,
         engine: str,
         binding: Mapping[str, int] | None = None,
+        evaluate_from: Path | None = None,
     ) -> None:
         use_deterministic_algorithms()  # learned merges train on the server
         self.scenario = scenario
@@ -163,7 +170,10 @@ class MergeServer:
         self.item_texts: dict[str, list[str]] = {}
         self.upload_info: dict[str, Any] = {}  # task-vector screening, see fine_tune
         self.merge_inputs: dict[str, Weights] = {}
+        self.merge_order: list[str] = []
         self.binding: dict[str, int] = dict(binding or {})
+        self.evaluate_from = evaluate_from
+        self.derived_from: dict[str, Any] = {}
         self.started_at = now_iso()
 
     # -- bookkeeping -----------------------------------------------------------
@@ -496,6 +506,7 @@ class MergeServer:
             merged, infos = run_merges(self.scenario, theta0, order, inputs,
                                        lambda reason: self._fail("merge", reason))  # fmt: skip
             self.merge_info.extend(infos)
+            self.merge_order = order
             return merged
 
     def weave(self, theta0: Weights) -> dict[str, tuple[str, str | None, Weights]]:
@@ -553,6 +564,8 @@ class MergeServer:
 
     def run(self) -> RunResults:
         """All phases; whatever happens, a results directory is written."""
+        if self.evaluate_from is not None:
+            return self.evaluation_round(self.evaluate_from)
         status = "completed"
         try:
             self.connect_and_describe()
@@ -577,6 +590,7 @@ class MergeServer:
                 models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
             if self.scenario.output.save_models:
                 save_models(self.run_dir, models)
+                self._save_merge_inputs(individual)
             self.evaluate(models)
         except RunAborted as exc:
             self._fail("run", str(exc))
@@ -588,6 +602,56 @@ class MergeServer:
         results = self._results(status)
         self._write(results)
         return results
+
+    def evaluation_round(self, source: Path) -> RunResults:
+        """Evaluate the models of a re-merged run (``silorec merge add|remove``) on the
+        nodes, training nothing: this run becomes that run, evaluated. Domains take
+        the roles the re-merge gave them (a domain that left is now unseen)."""
+        status = "completed"
+        try:
+            derived = load_run(source)
+            if not derived.derived_from:
+                raise RunAborted(f"{source}: not a run written by `silorec merge add|remove`")
+            models = saved_models(source)
+            self.connect_and_describe()
+            recorded = {n.domain: n for n in derived.nodes}
+            for name, state in self.domains.items():
+                if name in recorded:
+                    state.role = recorded[name].role
+                    state.info = {**recorded[name].info, **state.info}
+            self.merge_info, self.base_info = list(derived.merges), dict(derived.base)
+            self.baseline_info = dict(derived.baselines)
+            for folder in (MODELS_DIR, MERGE_INPUTS_DIR):
+                shutil.copytree(source / folder, self.run_dir / folder)
+            self.evaluate(models)
+            self.derived_from = {**derived.derived_from, "evaluated": True,
+                                 "evaluated_by": self.engine}  # fmt: skip
+        except RunAborted as exc:
+            self._fail("run", str(exc))
+            status = "failed"
+        except Exception as exc:
+            self._fail("run", f"{type(exc).__name__}: {exc}")
+            self._write(self._results("failed"))
+            raise
+        results = self._results(status)
+        self._write(results)
+        return results
+
+    def _save_merge_inputs(self, uploads: Mapping[str, Weights]) -> None:
+        """Keep what the merges were made from (``merge-inputs/``), so that ``silorec
+        replay`` can recompute them and domains can join or leave without retraining."""
+        if not self.merge_order or self.text_dim is None:
+            return
+        save_merge_inputs(
+            self.run_dir,
+            self.merge_order,
+            self.merge_inputs,
+            uploads,
+            self.item_embeddings,
+            self.item_texts,
+            {name: self._mean_length(name) for name in self.merge_order},
+            self.text_dim,
+        )
 
     def _results(self, status: str) -> RunResults:
         return RunResults(
@@ -626,11 +690,16 @@ class MergeServer:
             paired=self.paired,
             rows=self.rows,
             weave=self.weave_info,
+            derived_from=self.derived_from,
         )
 
     def _write(self, results: RunResults) -> None:
         with self._phase("write"):
             written = write_run(results, self.run_dir, plots=self.scenario.output.plots)
+            try:
+                written += write_card(self.run_dir)
+            except Exception as exc:  # noqa: BLE001 - the results are written; say why not the card
+                log.warning("merge card not written: %s: %s", type(exc).__name__, exc)
         log.info(
             "results (%s) written to %s: %s",
             results.status,
@@ -670,7 +739,11 @@ def run_merge_server(grid: Grid, context: Context, app_dir: Path) -> RunResults:
                 engine,
             )
         binding = node_binding(context.run_config)
-        results = MergeServer(grid, scenario, text, run_dir, engine, binding).run()
+        evaluate_from = str(context.run_config.get(EVALUATE_FROM, "") or "")
+        results = MergeServer(
+            grid, scenario, text, run_dir, engine, binding,
+            evaluate_from=Path(evaluate_from).resolve() if evaluate_from else None,
+        ).run()  # fmt: skip
     finally:
         get_logger().removeHandler(handler)
         handler.close()

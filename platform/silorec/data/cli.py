@@ -4,6 +4,11 @@
   interactions and sequence lengths before and after subsampling.
 - ``silorec data prepare SCENARIO [--domain NAME ...]``: fill the prepared-data cache
   and report how long it took.
+- ``silorec data items SCENARIO --domain NAME --out items.csv``: the domain's item
+  catalogue (``item_id`` plus its text columns), the ``--catalogue`` that
+  ``silorec recommend`` / ``serve`` take. ``--histories FILE`` also writes each
+  evaluable user's test history (one line of ids per user) and ``--targets FILE``
+  the item that followed it, to check a model on that domain from outside a run.
 
 Relative data paths resolve against the scenario file's folder (unless the scenario
 sets ``data.root`` / ``data.root_env``). Bad data or a bad scenario exits with status 2
@@ -74,6 +79,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     common(prepare)
     prepare.set_defaults(func=cmd_prepare)
+
+    items = sub.add_parser(
+        "items",
+        help="write a domain's item catalogue (for silorec recommend / serve)",
+        description="Write one domain's items (item_id and text columns) as CSV, and "
+        "optionally its users' test histories and targets.",
+    )
+    common(items)
+    items.add_argument("--out", type=Path, required=True, metavar="FILE",
+                       help="the catalogue CSV to write")  # fmt: skip
+    items.add_argument("--histories", type=Path, metavar="FILE",
+                       help="also write each evaluable user's test history, one per line")  # fmt: skip
+    items.add_argument("--targets", type=Path, metavar="FILE",
+                       help="with --histories: the held-out test item of each line")  # fmt: skip
+    items.set_defaults(func=cmd_items)
     return parser
 
 
@@ -150,6 +170,40 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     """``silorec data prepare``."""
     return _run(args, show_stats=False)
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    """``silorec data items``."""
+    import pandas as pd
+
+    from silorec.data.prepare import prepare_domain
+    from silorec.results.io import write_text_atomic
+    from silorec.scenario import ScenarioError
+
+    try:
+        scenario, specs, base_dir = _load(args)
+        if len(specs) != 1:
+            raise DataError("silorec data items writes one domain: name it with --domain")
+        if args.targets is not None and args.histories is None:
+            raise DataError("--targets goes with --histories")
+        domain = prepare_domain(specs[0], scenario.data, data_dir=args.data_dir,
+                                cache_dir=args.cache_dir, base_dir=base_dir).domain  # fmt: skip
+        table = pd.DataFrame({"item_id": domain.items.ids, **domain.items.fields})
+        write_text_atomic(args.out, table.to_csv(index=False))
+        print(f"{domain.name}: {len(table):,} items ({', '.join(table.columns)}) in {args.out}")
+        if args.histories is not None:
+            ids = domain.items.ids
+            cases = [domain.eval_case(int(u), "test") for u in domain.evaluable_users()]
+            write_text_atomic(args.histories,
+                              "".join(",".join(ids[i] for i in h) + "\n" for h, _ in cases))  # fmt: skip
+            if args.targets is not None:
+                write_text_atomic(args.targets, "".join(f"{ids[t]}\n" for _, t in cases))
+            print(f"{len(cases):,} test histories in {args.histories}"
+                  + (f", targets in {args.targets}" if args.targets else ""))  # fmt: skip
+    except (DataError, ScenarioError) as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

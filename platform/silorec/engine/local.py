@@ -7,6 +7,7 @@ from pathlib import Path
 
 from silorec.apps.run_config import (
     ENGINE,
+    EVALUATE_FROM,
     INPROCESS_ENGINE,
     NODE_BINDING,
     OUT_DIR,
@@ -35,6 +36,7 @@ def run_inprocess(
     out_parent: Path | None = None,
     seed: int | None = None,
     node_config: str = "",
+    evaluate_from: Path | None = None,
 ) -> Path:
     """Run a scenario in this process; returns its run directory.
 
@@ -47,7 +49,8 @@ def run_inprocess(
     node config (Flower's ``key=value`` syntax: the nodes' floor, see
     :mod:`silorec.node.floor`). The server is told which node holds which domain
     (:data:`~silorec.apps.run_config.NODE_BINDING`), as a deployment's scenario does
-    with ``federation.node_ids``.
+    with ``federation.node_ids``. ``evaluate_from``: a re-merged run (``silorec merge
+    add|remove``) whose models this run only evaluates on the nodes.
     """
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
     if seed is not None:
@@ -66,6 +69,7 @@ def run_inprocess(
         RUN_DIR: str(exact_dir),
         OUT_DIR: str(exact_dir.parent),
         SEED: -1 if seed is None else seed,
+        EVALUATE_FROM: str(evaluate_from.resolve()) if evaluate_from else "",
     }
     shared = parse_node_config(node_config)
     NodeFloor.from_node_config(shared)  # a bad floor is the user's to fix now
@@ -89,6 +93,8 @@ def run_inprocess(
     run_dir = state_value(context, STATE_RECORD, STATE_RUN_DIR)
     if run_dir is None:
         raise RunFailed("the ServerApp finished without reporting a run directory", None)
+    if evaluate_from is not None:
+        return Path(str(run_dir))
     if scenario.baselines.joint:
         add_joint_oracle(Path(str(run_dir)), scenario, base_dir)
     if scenario.weave.enabled and scenario.weave.pooled_oracles:

@@ -116,6 +116,7 @@ def simulate(
     timeout: float = 6 * 3600.0,
     node_config: str = "",
     seed: int | None = None,
+    evaluate_from: Path | None = None,
 ) -> Path:
     """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
     run directory once the run has completed, else raises :class:`SimulationError`.
@@ -124,7 +125,8 @@ def simulate(
     :mod:`silorec.node.floor`), handed to the nodes through the environment of the
     SuperLink that starts them (Flower simulation has no per-node config of its own).
     ``seed`` replaces the scenario's seeds on the server and on every node (the run
-    config's ``seed``)."""
+    config's ``seed``). ``evaluate_from``: a re-merged run whose models this run only
+    evaluates on the nodes (the run config's ``evaluate-from``)."""
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
     NodeFloor.from_node_config(parse_node_config(node_config))  # a bad one fails now
     if out is not None:
@@ -148,6 +150,8 @@ def simulate(
     )  # fmt: skip
     if seed is not None:
         run_config += f" seed={int(seed)}"
+    if evaluate_from is not None:
+        run_config += f" evaluate-from={toml_string(str(evaluate_from.resolve()))}"
     with simulation_superlink(home, env) as superlink:
         write_connection(home, CONNECTION, superlink.address)
         command = [

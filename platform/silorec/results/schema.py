@@ -59,7 +59,15 @@ FEDAVG_LABEL = "fedavg"
 INDIVIDUAL_PREFIX = "individual:"
 
 #: Order in which kinds are listed in tables and plots.
-KIND_ORDER: tuple[str, ...] = ("base", "fedavg", "individual", "merge", "oracle", "adapter", "weave")
+KIND_ORDER: tuple[str, ...] = (
+    "base",
+    "fedavg",
+    "individual",
+    "merge",
+    "oracle",
+    "adapter",
+    "weave",
+)
 SPLIT_ORDER: tuple[str, ...] = ("valid", "test")
 ROLE_ORDER: tuple[str, ...] = ("merged", "unseen")
 
@@ -281,6 +289,12 @@ class RunResults(_Model):
         "its target-only, source-only, hybrid and fused models; adapter size; per step "
         "the visits, seconds and bytes moved. Empty without [weave].",
     )
+    derived_from: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Set by `silorec merge add|remove`: the run this one was re-merged "
+        "from, the domains removed and added, the new merge order, and whether its merges "
+        "were evaluated. Empty for a run of its own.",
+    )
     paired: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Per domain, split, headline metric and pair of models (a, b): n, sum "
@@ -289,7 +303,7 @@ class RunResults(_Model):
 
     # -- validation ------------------------------------------------------------
 
-    @field_validator("scenario", "base", "baselines", mode="before")
+    @field_validator("scenario", "base", "baselines", "derived_from", mode="before")
     @classmethod
     def _dict_jsonable(cls, value: Any, info: Any) -> Any:
         return _jsonable(value, info.field_name) if isinstance(value, Mapping) else value
