@@ -171,7 +171,7 @@ def render_card(card: Mapping[str, Any]) -> str:
                     _short(d["upload_sha256"]),
                     _short(d["merge_input_sha256"]),
                     _epsilon(d["privacy"]),
-                    fmt_value(d["privacy"].get("delta")),
+                    _delta(d["privacy"].get("delta")),
                     f"{d['bytes_sent']:,} B",
                 ]
                 for d in card["domains"]
@@ -317,3 +317,8 @@ def _epsilon(privacy: Mapping[str, Any]) -> str:
     if privacy.get("epsilon_unbounded"):
         return "∞ (no DP)"
     return fmt_value(privacy.get("epsilon"))
+
+
+def _delta(value: Any) -> str:
+    """δ is small (1e-5): significant digits, not four decimals."""
+    return "—" if value is None else f"{float(value):.3g}"
