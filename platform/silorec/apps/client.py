@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from itertools import combinations
 from pathlib import Path
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
@@ -26,11 +25,16 @@ from silorec.logs import get_logger
 from silorec.node import DomainNode, assign_domain
 from silorec.node.floor import NodeFloor, merged_node_config
 from silorec.wire import protocol
+from silorec.wire.metrics import reference_pairs
 
 log = get_logger("silorec.node")
 
 #: Prepared nodes kept per process (simulation reuses worker processes across runs).
-_MAX_CACHED_NODES = 8
+#: Nodes kept per process, at least: a process that serves several nodes (the
+#: in-process engine, a Ray actor in simulation) keeps every node of the scenario, up
+#: to its domain count, so that no node is rebuilt (its data prepared, its item texts
+#: embedded again) between rounds.
+_MIN_CACHED_NODES = 8
 _nodes: OrderedDict[str, DomainNode] = OrderedDict()
 
 
@@ -60,7 +64,7 @@ def node_for(context: Context, app_dir: Path) -> DomainNode:
             floor=floor,
         )
         _nodes[key] = node
-        while len(_nodes) > _MAX_CACHED_NODES:
+        while len(_nodes) > max(_MIN_CACHED_NODES, len(scenario.domains)):
             _nodes.popitem(last=False)
     _nodes.move_to_end(key)
     return node
@@ -172,23 +176,28 @@ def evaluate(message: Message, context: Context, app_dir: Path) -> Message:
             values[f"{prefix}n_users"] = float(result.n_users)
             values.update({f"{prefix}{name}": v for name, v in result.metrics.items()})
         content[f"{protocol.RESULT_PREFIX}{label}"] = metrics_record(values)
-    labels = list(message.content[protocol.CONFIG][protocol.LABELS])
+    config = message.content[protocol.CONFIG]
+    labels = list(config[protocol.LABELS])
+    refs = list(config[protocol.REFERENCES]) if protocol.REFERENCES in config else None
     content[protocol.PAIRS] = metrics_record(
-        _pair_sums(results, labels, node.scenario.evaluation.ks)
+        _pair_sums(results, labels, node.scenario.evaluation.ks, reference_pairs(labels, refs))
     )
     return Message(content, reply_to=message)
 
 
 def _pair_sums(
-    results: dict[str, dict[str, EvalResult]], labels: list[str], ks: list[int]
+    results: dict[str, dict[str, EvalResult]],
+    labels: list[str],
+    ks: list[int],
+    pairs: list[tuple[int, int]],
 ) -> dict[str, float]:
-    """n, Σd, Σd² of per-user differences for every pair of models, split and headline
-    metric: aggregates only, never a per-user value."""
+    """n, Σd, Σd² of per-user differences for each of ``pairs`` (indices into
+    ``labels``), split and headline metric: aggregates only, never a per-user value."""
     out: dict[str, float] = {}
     for split in next(iter(results.values())):
         per_user = {label: per_user_metrics(results[label][split].ranks, ks) for label in labels}
         for metric in PAIRED_METRICS:
-            for i, j in combinations(range(len(labels)), 2):
+            for i, j in pairs:
                 sums = PairedSums.of(per_user[labels[i]][metric], per_user[labels[j]][metric])
                 for stat, value in zip(protocol.PAIR_STATS, (sums.n, sums.total, sums.total_sq),
                                        strict=True):  # fmt: skip

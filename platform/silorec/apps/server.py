@@ -38,6 +38,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.serverapp import Grid
 
+from silorec.apps.evaluation_plan import evaluation_plan, references
 from silorec.apps.exchange import Exchange, NodeFailure
 from silorec.apps.merge_phase import MergeInputs, run_merges
 from silorec.apps.payload import payload_of
@@ -526,27 +527,45 @@ class MergeServer:
         return (described.mean_length if described else None) or 0.0
 
     def evaluate(self, models: Mapping[str, tuple[str, str | None, Weights]]) -> None:
-        """Evaluate every model on every usable domain; fills :attr:`rows`.
-
-        ``models`` maps a label to ``(kind, source, weights)``.
-        """
+        """Evaluate the models on every usable domain, as the evaluation plan says
+        (:mod:`silorec.apps.evaluation_plan`: each merged domain its own, θ0, the merges
+        and a sample of the other individual models; pair sums against θ0 and the
+        merges only); fills :attr:`rows`. ``models`` maps a label to ``(kind, source,
+        weights)``."""
         with self._phase("evaluate"):
-            splits = list(self.scenario.evaluation.splits)
-            labels = list(models)
-            content = RecordDict(
-                {protocol.CONFIG: ConfigRecord({protocol.SPLITS: splits, protocol.LABELS: labels})}
+            settings = self.scenario.evaluation
+            splits = list(settings.splits)
+            usable = self._usable()
+            plan = evaluation_plan(
+                models,
+                [(s.name, s.role) for s in self.domains.values()],
+                settings.cross_domain_models,
+                settings.users_seed,
             )
-            for label, (_, _, weights) in models.items():
-                content[f"{protocol.MODEL_PREFIX}{label}"] = weights_to_record(weights)
+            records = {label: weights_to_record(w) for label, (_, _, w) in models.items()}
+            sent = sum(len(plan[s.name]) for s in usable)
+            log.info("evaluating %d model(s) on %d domain(s): %d evaluations (full matrix: %d)",
+                     len(models), len(usable), sent, len(models) * len(usable))  # fmt: skip
+
+            def content(state: DomainState) -> RecordDict:
+                labels = plan[state.name]
+                config = {protocol.SPLITS: splits, protocol.LABELS: labels,
+                          protocol.REFERENCES: references(models, labels)}  # fmt: skip
+                out = RecordDict({protocol.CONFIG: ConfigRecord(config)})
+                for label in labels:
+                    out[f"{protocol.MODEL_PREFIX}{label}"] = records[label]
+                return out
+
             replies = self._round(
-                self._usable(),
+                usable,
                 protocol.EVALUATE,
-                lambda _: content,
+                content,
                 timeout=self.scenario.federation.eval_timeout_s,
                 phase="evaluate",
             )
-            ks = list(self.scenario.evaluation.ks)
+            ks = list(settings.ks)
             for domain, reply in replies.items():
+                labels = plan[domain]
                 try:
                     result = read_evaluate(payload_of(reply), domain=domain, labels=labels,
                                            splits=splits, ks=ks)  # fmt: skip
@@ -557,7 +576,8 @@ class MergeServer:
                     self._fail("evaluate", f"dropped a value that is not a valid metric: "
                                f"{dropped}", domain, status="rejected")  # fmt: skip
                 role = self.domains[domain].role
-                self.rows.extend(result_rows(domain, role, result, models, splits))
+                evaluated = {label: models[label] for label in labels}
+                self.rows.extend(result_rows(domain, role, result, evaluated, splits))
                 self.paired.extend(paired_entries(domain, result.pairs, labels, splits))
 
     # -- the whole run ---------------------------------------------------------

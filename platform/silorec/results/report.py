@@ -222,6 +222,18 @@ def _results_section(r: RunResults, split: str, plots: Sequence[str]) -> list[st
     return out
 
 
+def _sampled_note(r: RunResults, matrix: Any) -> str:
+    """Say why cells are empty when the evaluation plan sampled the matrix."""
+    k = (r.scenario.get("evaluation") or {}).get("cross_domain_models")
+    if k is None or not matrix.isna().to_numpy().any():
+        return ""
+    return (
+        f" — : not evaluated: each merged domain evaluates its own model and a seeded "
+        f"sample of {k} other domains' (`evaluation.cross_domain_models`); unseen "
+        "domains evaluate all of them."
+    )
+
+
 def _matrix_section(r: RunResults, split: str, plots: Sequence[str]) -> list[str]:
     metric = _headline_metrics(r)[0]
     out = [f"## Cross-domain matrix ({metric_display(metric)}, {split})", ""]
@@ -231,7 +243,7 @@ def _matrix_section(r: RunResults, split: str, plots: Sequence[str]) -> list[str
     out += [
         "Each domain's own fine-tuned model (rows: trained on) evaluated on every domain "
         "(columns: evaluated on). In-domain cells are in **bold**; θ0 is shown for "
-        "reference.",
+        "reference." + _sampled_note(r, matrix),
         "",
     ]
     header = ["trained on \\ evaluated on", *[_domain_header(r, c) for c in matrix.columns]]

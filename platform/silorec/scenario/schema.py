@@ -379,6 +379,17 @@ class EvaluationSettings(StrictModel):
         "split from users_seed (the same for every model); reports sampled_ndcg@1/3/5 "
         "and sampled_mrr beside the full-ranking metrics. None: off.",
     )
+    cross_domain_models: int | None = Field(
+        4,
+        ge=0,
+        description="How many other domains' individual models each merged domain "
+        "evaluates besides its own, θ0 and the merges: a seeded sample (users_seed), a "
+        "different one per domain, so that evaluation grows linearly in the number of "
+        "domains. With at most this many + 1 merged domains the cross-domain matrix is "
+        "complete. None: every individual model on every domain (the full matrix, N² "
+        "evaluations). Unseen domains always evaluate every individual model (their "
+        "best single source is chosen among them).",
+    )
 
     @field_validator("ks")
     @classmethod

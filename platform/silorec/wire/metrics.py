@@ -12,7 +12,7 @@ validator (:mod:`silorec.wire.replies`) rejects any other. Evaluate metrics are
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from silorec.evaluation.metrics import SAMPLED_METRICS, metric_names
 from silorec.evaluation.paired import PAIRED_METRICS
@@ -115,6 +115,19 @@ def is_pair_key(key: str, n_models: int | None = None) -> bool:
         and match["stat"] in protocol.PAIR_STATS
         and 0 <= i < j < limit
     )
+
+
+def reference_pairs(labels: Sequence[str], refs: Sequence[str] | None) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of an evaluate request's ``labels`` that a node
+    sums: those with at least one of the request's references (every pair when the
+    request names none, as servers before the evaluation plan did)."""
+    wanted = None if refs is None else set(refs)
+    return [
+        (i, j)
+        for i in range(len(labels))
+        for j in range(i + 1, len(labels))
+        if wanted is None or labels[i] in wanted or labels[j] in wanted
+    ]
 
 
 def pair_key_limit(n_models: int) -> int:

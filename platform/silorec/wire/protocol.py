@@ -40,6 +40,7 @@ EPOCHS = "epochs"  # 0 = the scenario's train.epochs
 EARLY_STOPPING = "early-stopping"
 SPLITS = "splits"  # evaluate: which leave-one-out splits
 LABELS = "labels"  # evaluate: the models' labels, in the order pair indices refer to
+REFERENCES = "references"  # evaluate: labels pair sums are taken against (absent: all pairs)
 
 #: Evaluate replies name metrics "<split>/<metric>", e.g. "test/recall@10".
 SPLIT_SEPARATOR = "/"

@@ -1,0 +1,172 @@
+"""How silorec's cost grows with the number of domains.
+
+For each N, a scenario of N tiny synthetic domains (one of them unseen; shared latent
+world, per-domain seeds; 120 users, 60 items, 2 epochs, hashing text encoder, two
+merges) runs in a child process (``silorec run``, or ``silorec simulate`` with
+``--engine simulation``), and the script prints per N: wall time, time per phase
+(from results.json), peak RSS of the child (server and nodes share it in-process),
+bytes sent to and received from the nodes, the number of evaluations (model x domain)
+and the size of results.json; then the growth exponent of each against N, fitted on
+log-log over the Ns measured (and between the two largest).
+
+    python benchmarks/bench_scale.py --n 4 16 64               # the linear evaluation plan
+    python benchmarks/bench_scale.py --n 4 16 --full-matrix    # every model on every node
+
+``--full-matrix`` sets ``evaluation.cross_domain_models`` to all (the N² plan) and
+raises the nodes' ``max-evaluate-models`` floor to allow it, for a side-by-side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCENARIO = """name = "scale-{n}"
+description = "Scale benchmark: {n} tiny synthetic domains, 1 unseen."
+seed = 0
+
+[text]
+encoder = "hashing"
+hashing_dim = 64
+
+[model]
+dim = 16
+layers = 1
+heads = 2
+max_len = 10
+
+[train]
+epochs = 2
+batch_size = 64
+progress = false
+max_valid_users = 50
+
+[evaluation]
+{cross_domain}
+
+[federation]
+min_domains = 2
+connect_timeout_s = 600
+describe_timeout_s = 3600
+train_timeout_s = 3600
+eval_timeout_s = 3600
+
+[output]
+plots = false
+
+[[merges]]
+method = "average"
+
+[[merges]]
+method = "ties"
+density = 0.2
+lambda = 1.0
+"""
+
+DOMAIN = """
+[[domains]]
+name = "d{i:03d}"
+{unseen}data = {{ kind = "synthetic", world_seed = 1, n_users = 120, n_items = 60, seed = {seed} }}
+"""
+
+
+def write_scenario(folder: Path, n: int, full_matrix: bool) -> Path:
+    cross = "cross_domain_models = 1000000" if full_matrix else "# cross_domain_models: default"
+    text = SCENARIO.format(n=n, cross_domain=cross)
+    for i in range(n):
+        text += DOMAIN.format(i=i, seed=i + 1, unseen="unseen = true\n" if i == n - 1 else "")
+    path = folder / f"scale-{n}.toml"
+    path.write_text(text)
+    return path
+
+
+def run_one(scenario: Path, out: Path, engine: str, full_matrix: bool) -> dict[str, float]:
+    command = [sys.executable, "-m", "silorec.cli", "run" if engine == "inprocess" else "simulate",
+               str(scenario), "--out", str(out)]  # fmt: skip
+    if full_matrix:
+        command += ["--node-config", "max-evaluate-models=100000"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{scenario.name}: exit {done.returncode}: {done.stderr[-3000:]}")
+    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+    results = json.loads((out / "results.json").read_text())
+    figures = {"wall_s": wall, "peak_rss_mb": peak / 1024.0}
+    for phase, seconds in results["timings"].items():
+        figures[f"{phase}_s"] = float(seconds)
+    figures["sent_mb"] = sum(n["bytes_sent"] for n in results["nodes"]) / 1e6
+    figures["received_mb"] = sum(n["bytes_received"] for n in results["nodes"]) / 1e6
+    figures["evaluations"] = len({(r["model"], r["domain"]) for r in results["rows"]})
+    figures["results_mb"] = (out / "results.json").stat().st_size / 1e6
+    figures["status_ok"] = float(results["status"] == "completed")
+    return figures
+
+
+def exponent(ns: list[int], values: list[float]) -> float:
+    """Slope of log(value) on log(N) (least squares)."""
+    x, y = np.log(ns), np.log(np.maximum(values, 1e-9))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--engine", choices=["inprocess", "simulation"], default="inprocess")
+    parser.add_argument("--full-matrix", action="store_true")
+    parser.add_argument("--work", type=Path, help="keep the runs here (default: a temp dir)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows: dict[int, dict[str, float]] = {}
+    for n in sorted(args.n):
+        scenario = write_scenario(work, n, args.full_matrix)
+        out = work / f"run-{n}{'-full' if args.full_matrix else ''}"
+        print(f"N = {n}: running ({args.engine}) ...", file=sys.stderr, flush=True)
+        rows[n] = run_one(scenario, out, args.engine, args.full_matrix)
+        print(f"N = {n}: {rows[n]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    columns = [c for c in ["wall_s", "connect_s", "describe_s", "base_s", "fine-tune_s", "merge_s",
+                           "evaluate_s", "write_s", "peak_rss_mb", "sent_mb", "received_mb",
+                           "evaluations", "results_mb"]
+               if all(c in r for r in rows.values())]  # fmt: skip
+    plan = "full matrix" if args.full_matrix else "evaluation plan (default)"
+    lines = [f"{args.engine}, {plan}, {os.cpu_count()} CPU cores", "",
+             "| N | " + " | ".join(columns) + " |", "|---:|" + "---:|" * len(columns)]  # fmt: skip
+    for n, r in rows.items():
+        lines.append(f"| {n} | " + " | ".join(f"{r[c]:.1f}" if r[c] < 1e4 else f"{r[c]:.0f}"
+                                              for c in columns) + " |")  # fmt: skip
+    ns = list(rows)
+    if len(ns) >= 2:
+        fit = [exponent(ns, [rows[n][c] for n in ns]) for c in columns]
+        lines.append("| exponent (all N) | " + " | ".join(f"{e:.2f}" for e in fit) + " |")
+        top = ns[-2:]
+        last = [
+            math.log(max(rows[top[1]][c], 1e-9) / max(rows[top[0]][c], 1e-9))
+            / math.log(top[1] / top[0])
+            for c in columns
+        ]
+        lines.append(
+            f"| exponent ({top[0]}→{top[1]}) | " + " | ".join(f"{e:.2f}" for e in last) + " |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0 if all(r["status_ok"] for r in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
