@@ -138,6 +138,7 @@ def _run_seeds(args: argparse.Namespace, project, engine: str = "inprocess") -> 
                 run_dir = simulate(
                     args.scenario, project, out=out, flwr_home=args.flwr_home,
                     cpus_per_node=args.cpus_per_node, node_config=args.node_config, seed=seed,
+                    gpus_per_node=args.gpus_per_node, ray_address=args.ray_address,
                 )  # fmt: skip
             else:
                 run_dir = run_inprocess(args.scenario, project, out=out, seed=seed,
@@ -178,6 +179,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             flwr_home=args.flwr_home,
             cpus_per_node=args.cpus_per_node,
             node_config=args.node_config,
+            gpus_per_node=args.gpus_per_node,
+            ray_address=args.ray_address,
         )
     except SimulationError as exc:
         _report_failure(str(exc), exc.run_dir)
@@ -295,7 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--cpus-per-node",
         type=float,
-        help="Ray CPUs per simulated node (default Flower's 2: one node at a time on 2 cores)",
+        help="Ray CPUs per simulated node (default: the scenario's simulation.cpus_per_node, "
+        "else Flower's 2: one node at a time on 2 cores)",
+    )
+    simulate.add_argument(
+        "--gpus-per-node",
+        type=float,
+        help="Ray GPUs per simulated node, fractions allowed (default: the scenario's "
+        "simulation.gpus_per_node, 0)",
+    )
+    simulate.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="run the nodes on this running Ray cluster (`ray start --head`) instead of a "
+        "Ray instance of the run's own (default: $RAY_ADDRESS)",
     )
     simulate.set_defaults(func=_cmd_simulate)
 

@@ -40,7 +40,7 @@ from silorec.engine.project import FlowerProject
 from silorec.logs import get_logger
 from silorec.node.floor import NODE_CONFIG_ENV, NodeFloor, parse_node_config
 from silorec.results import new_run_dir
-from silorec.scenario import load_scenario_with_text
+from silorec.scenario import Scenario, load_scenario_with_text
 
 log = get_logger("silorec.simulate")
 
@@ -105,6 +105,21 @@ def _wait_until_listening(
     raise SimulationError(f"flower-superlink did not listen on port {port} within {timeout:g} s")
 
 
+def federation_config(
+    scenario: Scenario, cpus_per_node: float | None = None, gpus_per_node: float | None = None
+) -> str:
+    """``flwr run --federation-config``: one SuperNode per domain, and each node's Ray
+    resources (the arguments, else the scenario's ``[simulation]``)."""
+    out = f"num-supernodes={len(scenario.domains)}"
+    cpus = cpus_per_node if cpus_per_node is not None else scenario.simulation.cpus_per_node
+    gpus = gpus_per_node if gpus_per_node is not None else scenario.simulation.gpus_per_node
+    if cpus is not None:
+        out += f" client-resources-num-cpus={cpus:g}"
+    if gpus:
+        out += f" client-resources-num-gpus={gpus:g}"
+    return out
+
+
 def simulate(
     scenario_ref: str | Path | None,
     project: FlowerProject,
@@ -117,6 +132,8 @@ def simulate(
     node_config: str = "",
     seed: int | None = None,
     evaluate_from: Path | None = None,
+    gpus_per_node: float | None = None,
+    ray_address: str | None = None,
 ) -> Path:
     """Run a scenario with ``flwr run`` on a private simulation SuperLink; returns the
     run directory once the run has completed, else raises :class:`SimulationError`.
@@ -126,7 +143,10 @@ def simulate(
     SuperLink that starts them (Flower simulation has no per-node config of its own).
     ``seed`` replaces the scenario's seeds on the server and on every node (the run
     config's ``seed``). ``evaluate_from``: a re-merged run whose models this run only
-    evaluates on the nodes (the run config's ``evaluate-from``)."""
+    evaluates on the nodes (the run config's ``evaluate-from``). ``cpus_per_node`` /
+    ``gpus_per_node`` override the scenario's ``[simulation]`` resources.
+    ``ray_address``: a running Ray cluster (``ray start --head``) to run the nodes on
+    instead of a Ray instance of the run's own (also taken from ``$RAY_ADDRESS``)."""
     scenario, _, source = load_scenario_with_text(scenario_ref, [project.root])
     NodeFloor.from_node_config(parse_node_config(node_config))  # a bad one fails now
     if out is not None:
@@ -139,9 +159,9 @@ def simulate(
     home.mkdir(parents=True, exist_ok=True)
     env = flower_env(home)
     env[NODE_CONFIG_ENV] = node_config
-    federation = f"num-supernodes={len(scenario.domains)}"
-    if cpus_per_node is not None:
-        federation += f" client-resources-num-cpus={cpus_per_node:g}"
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address  # ray.init() in the simulation attaches to it
+    federation = federation_config(scenario, cpus_per_node, gpus_per_node)
     run_config = " ".join(
         f"{key}={toml_string(value)}"
         for key, value in (

@@ -401,6 +401,25 @@ class EvaluationSettings(StrictModel):
         return sorted(set(ks))
 
 
+class SimulationSettings(StrictModel):
+    """Ray resources of a Flower simulation (``silorec simulate``; its flags override):
+    how much of the machine, or of a Ray cluster, each simulated domain node claims."""
+
+    cpus_per_node: float | None = Field(
+        None,
+        gt=0,
+        description="CPUs each simulated node claims (Flower's client-resources-num-cpus); "
+        "None: Flower's default of 2, one node at a time on a 2-core machine.",
+    )
+    gpus_per_node: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs each simulated node claims, fractions allowed (0.25: four nodes "
+        "share one GPU; client-resources-num-gpus). 0: nodes run on CPU unless "
+        "train.device says otherwise.",
+    )
+
+
 class FederationSettings(StrictModel):
     """How the merge server deals with nodes: waiting, timeouts, failures."""
 
@@ -670,6 +689,7 @@ class Scenario(StrictModel):
     merges: list[MergeSpec] = Field(default_factory=list)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     baselines: BaselineSettings = Field(default_factory=BaselineSettings)
