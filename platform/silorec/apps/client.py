@@ -146,12 +146,14 @@ def train(message: Message, context: Context, app_dir: Path) -> Message:
         {
             protocol.INFO: ConfigRecord({"domain": node.name}),
             protocol.WEIGHTS: weights_to_record(outcome.weights),
-            protocol.ITEM_EMBEDDINGS: ArrayRecord(
-                {protocol.ITEM_EMBEDDINGS_ARRAY: Array(outcome.item_embeddings)}
-            ),
             protocol.METRICS: metrics_record(metrics),
         }
     )
+    held = str(config[protocol.CATALOGUE_SHA256]) if protocol.CATALOGUE_SHA256 in config else ""
+    if held != protocol.catalogue_sha256(outcome.item_embeddings):  # once per run
+        content[protocol.ITEM_EMBEDDINGS] = ArrayRecord(
+            {protocol.ITEM_EMBEDDINGS_ARRAY: Array(outcome.item_embeddings)}
+        )
     if outcome.item_texts is not None:
         content[protocol.ITEM_TEXTS] = ConfigRecord({protocol.ITEM_TEXTS_KEY: outcome.item_texts})
     return Message(content, reply_to=message)

@@ -168,6 +168,9 @@ class MergeServer:
         self.paired: list[dict[str, Any]] = []
         self.text_dim: int | None = None
         self.item_embeddings: dict[str, np.ndarray] = {}
+        # Each domain's catalogue embeddings as first uploaded: later train requests
+        # name their hash, and the node does not send them again.
+        self.catalogues: dict[str, np.ndarray] = {}
         self.item_texts: dict[str, list[str]] = {}
         self.upload_info: dict[str, Any] = {}  # task-vector screening, see fine_tune
         self.merge_inputs: dict[str, Weights] = {}
@@ -406,18 +409,23 @@ class MergeServer:
     ) -> dict[str, TrainReply]:
         """Send ``theta`` to every usable merged domain to train; returns the valid
         replies by domain. A malformed reply is rejected, for this round only."""
-        config = ConfigRecord(
-            {
-                protocol.PHASE: phase,
-                protocol.EPOCHS: epochs,
-                protocol.EARLY_STOPPING: early_stopping,
-            }
-        )
+        config = {
+            protocol.PHASE: phase,
+            protocol.EPOCHS: epochs,
+            protocol.EARLY_STOPPING: early_stopping,
+        }
         theta_record = weights_to_record(theta)
+
+        def request(state: DomainState) -> RecordDict:
+            held = self.catalogues.get(state.name)
+            held_hash = "" if held is None else protocol.catalogue_sha256(held)
+            own = ConfigRecord({**config, protocol.CATALOGUE_SHA256: held_hash})
+            return RecordDict({protocol.CONFIG: own, protocol.WEIGHTS: theta_record})
+
         replies = self._round(
             self._usable("merged"),
             protocol.TRAIN,
-            lambda _: RecordDict({protocol.CONFIG: config, protocol.WEIGHTS: theta_record}),
+            request,
             timeout=self.scenario.federation.train_timeout_s,
             phase=group,
         )
@@ -433,9 +441,12 @@ class MergeServer:
                     weights=expected,
                     described=described,
                     item_texts=self.scenario.uploads_item_texts,
+                    held_embeddings=self.catalogues.get(name),
                 )
             except ReplyRejected as exc:
                 self._fail(group, f"rejected upload: {exc}", name, status="rejected")
+                continue
+            self.catalogues.setdefault(name, valid[name].item_embeddings)
         return valid
 
     def _screen(

@@ -7,6 +7,10 @@ out) so that the audit, which judges replies against this protocol, is too.
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+
 #: Query: prepare the domain and report sizes (answers "which domain are you?").
 DESCRIBE = "query.describe"
 #: Train from the sent weights; reply with new weights, item embeddings (and item
@@ -38,6 +42,10 @@ PAIRS = "pairs"  # evaluate reply: paired-comparison sums, see pair_key()
 PHASE = "phase"  # "fedavg", "finetune" or, with an ADAPTER, "adapter"/"weave"
 EPOCHS = "epochs"  # 0 = the scenario's train.epochs
 EARLY_STOPPING = "early-stopping"
+#: The SHA-256 (:func:`catalogue_sha256`) of the catalogue embeddings the server already
+#: holds from this domain ("" = none): a node whose own embeddings hash the same leaves
+#: them out of its reply, so a catalogue is uploaded once per run.
+CATALOGUE_SHA256 = "catalogue-sha256"
 SPLITS = "splits"  # evaluate: which leave-one-out splits
 LABELS = "labels"  # evaluate: the models' labels, in the order pair indices refer to
 REFERENCES = "references"  # evaluate: labels pair sums are taken against (absent: all pairs)
@@ -53,3 +61,11 @@ def pair_key(split: str, metric: str, first: int, second: int, stat: str) -> str
     """Key of one paired statistic in the PAIRS record: models by their index in the
     request's LABELS (labels may contain any character)."""
     return f"{split}/{metric}/{first}/{second}/{stat}"
+
+
+def catalogue_sha256(embeddings: np.ndarray) -> str:
+    """Hash of a catalogue's embeddings (shape and float32 bytes), the same on both sides."""
+    array = np.ascontiguousarray(embeddings, dtype=np.float32)
+    digest = hashlib.sha256(repr(array.shape).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -115,11 +115,14 @@ def read_train(
     weights: WeightSpec,
     described: DescribeReply,
     item_texts: bool,
+    held_embeddings: np.ndarray | None = None,
 ) -> TrainReply:
     """A train reply from the node that described itself as ``described``: exactly the
     model's parameters (float32, finite), the catalogue's embeddings, allowed metrics,
     a training-set size no larger than the domain it described, and the item texts
-    if and only if ``item_texts``."""
+    if and only if ``item_texts``. ``held_embeddings``: the catalogue the server
+    already holds from this node (its hash was in the request); the reply may then
+    leave the embeddings out, and the held ones stand for them."""
     optional = {protocol.ITEM_TEXTS: "config"} if item_texts else {}
     required = {
         protocol.INFO: "config",
@@ -127,15 +130,20 @@ def read_train(
         protocol.ITEM_EMBEDDINGS: "array",
         protocol.METRICS: "metric",
     }
+    if held_embeddings is not None:
+        optional[protocol.ITEM_EMBEDDINGS] = required.pop(protocol.ITEM_EMBEDDINGS)
     if item_texts:
         required[protocol.ITEM_TEXTS] = "config"
     records = _records(payload, required=required, optional=optional)
     _check_domain(records[protocol.INFO], domain)
     model = _arrays(records[protocol.WEIGHTS], weights)  # names, shapes, float32, finite
-    embeddings = _arrays(
-        records[protocol.ITEM_EMBEDDINGS],
-        {protocol.ITEM_EMBEDDINGS_ARRAY: ((described.n_items, described.text_dim), FLOAT32)},
-    )[protocol.ITEM_EMBEDDINGS_ARRAY]
+    if protocol.ITEM_EMBEDDINGS in records:
+        embeddings = _arrays(
+            records[protocol.ITEM_EMBEDDINGS],
+            {protocol.ITEM_EMBEDDINGS_ARRAY: ((described.n_items, described.text_dim), FLOAT32)},
+        )[protocol.ITEM_EMBEDDINGS_ARRAY]
+    else:
+        embeddings = held_embeddings
     scalars = _train_scalars(records[protocol.METRICS], described)
     texts = None
     if item_texts:
