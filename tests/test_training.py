@@ -193,6 +193,31 @@ def test_loss_is_the_mean_cross_entropy_over_real_positions() -> None:
     assert float(loss) == pytest.approx(np.mean(by_hand), rel=1e-5)
 
 
+def test_a_chunked_loss_has_the_same_value_and_gradients() -> None:
+    """Past the logits budget the full softmax is computed in checkpointed chunks (a
+    100,000-item catalogue in bounded memory): the same loss, the same gradients."""
+    embeddings = torch.randn(12, TEXT_DIM, generator=torch.Generator().manual_seed(2))
+    sequences = [np.array([1, 2, 3, 4, 5]), np.array([6, 7]), np.array([8, 9, 10, 11])]
+    inputs = torch.from_numpy(pad_left([s[:-1] for s in sequences], 4))
+    targets = torch.from_numpy(pad_left([s[1:] for s in sequences], 4))
+
+    def loss_and_grads(budget: int) -> tuple[float, list[torch.Tensor]]:
+        model = fresh_model()
+        model.eval()
+        loss = next_item_loss(model, embeddings, inputs, targets, logits_budget=budget)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return float(loss.detach()), grads
+
+    whole, whole_grads = loss_and_grads(10**9)
+    for budget in (12, 25, 36):  # one, two and three positions per chunk (12 items)
+        chunked, chunked_grads = loss_and_grads(budget)
+        assert chunked == pytest.approx(whole, rel=1e-6)
+        assert len(chunked_grads) == len(whole_grads)
+        for a, b in zip(chunked_grads, whole_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)  # summation order
+
+
 def test_loss_ignores_padding() -> None:
     model = fresh_model()
     model.eval()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from silorec.data.domain import DomainData
 from silorec.evaluation.protocol import evaluate, evaluation_users
@@ -84,14 +85,40 @@ def training_examples(
     return pad_left(inputs, max_len), pad_left(targets, max_len)
 
 
+#: Most logits (positions x catalogue items) one training batch holds at once: above
+#: it the exact full-softmax loss is computed in chunks of positions, each recomputed
+#: in the backward pass (activation checkpointing), so a 100,000-item catalogue trains
+#: in bounded memory. Below it (every catalogue up to ~16,000 items at batch 128 and
+#: length 16) the loss is computed in one piece, exactly as before.
+LOGITS_BUDGET = 1 << 25
+
+
 def next_item_loss(
-    model: TextSeqRec, text_embeddings: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    model: TextSeqRec,
+    text_embeddings: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    logits_budget: int = LOGITS_BUDGET,
 ) -> torch.Tensor:
-    """Mean cross-entropy of the next item over all non-padded positions."""
+    """Mean cross-entropy of the next item over all non-padded positions (the full
+    softmax over the catalogue; chunked past ``logits_budget``, same value)."""
     states, item_repr = model(text_embeddings, inputs)
     positions = targets != PAD
-    logits = model.scores(states[positions], item_repr)
-    return F.cross_entropy(logits, targets[positions])
+    states, goal = states[positions], targets[positions]
+    n_items = item_repr.shape[0]
+    if states.shape[0] * n_items <= logits_budget:
+        return F.cross_entropy(model.scores(states, item_repr), goal)
+    chunk = max(1, logits_budget // n_items)
+
+    def summed(part: torch.Tensor, items: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model.scores(part, items), wanted, reduction="sum")
+
+    total = sum(
+        checkpoint(summed, states[i : i + chunk], item_repr, goal[i : i + chunk],
+                   use_reentrant=False)
+        for i in range(0, states.shape[0], chunk)
+    )  # fmt: skip
+    return total / goal.shape[0]
 
 
 def per_example_losses(
