@@ -31,63 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-SCENARIO = """name = "scale-{n}"
-description = "Scale benchmark: {n} tiny synthetic domains, 1 unseen."
-seed = 0
-
-[text]
-encoder = "hashing"
-hashing_dim = 64
-
-[model]
-dim = 16
-layers = 1
-heads = 2
-max_len = 10
-
-[train]
-epochs = 2
-batch_size = 64
-progress = false
-max_valid_users = 50
-
-[evaluation]
-{cross_domain}
-
-[federation]
-min_domains = 2
-connect_timeout_s = 600
-describe_timeout_s = 3600
-train_timeout_s = 3600
-eval_timeout_s = 3600
-
-[output]
-plots = false
-
-[[merges]]
-method = "average"
-
-[[merges]]
-method = "ties"
-density = 0.2
-lambda = 1.0
-"""
-
-DOMAIN = """
-[[domains]]
-name = "d{i:03d}"
-{unseen}data = {{ kind = "synthetic", world_seed = 1, n_users = 120, n_items = 60, seed = {seed} }}
-"""
+from silorec.scenario.synth import synth_scenario, write_synth
 
 
 def write_scenario(folder: Path, n: int, full_matrix: bool) -> Path:
-    cross = "cross_domain_models = 1000000" if full_matrix else "# cross_domain_models: default"
-    text = SCENARIO.format(n=n, cross_domain=cross)
-    for i in range(n):
-        text += DOMAIN.format(i=i, seed=i + 1, unseen="unseen = true\n" if i == n - 1 else "")
-    path = folder / f"scale-{n}.toml"
-    path.write_text(text)
-    return path
+    """``silorec scenario synth``'s small scenario: N domains of 120 users, 60 items."""
+    scenario = synth_scenario(n, users=(120, 120), items=(60, 60), name=f"scale-{n}")
+    if full_matrix:
+        scenario["evaluation"] = {**scenario.get("evaluation", {}), "cross_domain_models": 10**6}
+    return write_synth(folder / f"scale-{n}.toml", scenario)
 
 
 def run_one(scenario: Path, out: Path, engine: str, full_matrix: bool) -> dict[str, float]:

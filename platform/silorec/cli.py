@@ -2,7 +2,7 @@
 
 ``silorec run``       a scenario in this process (the same apps, no Ray, no network)
 ``silorec simulate``  a scenario through Flower's simulation engine (``flwr run .``)
-``silorec scenario``  check or show scenario files
+``silorec scenario``  check, show or generate (``synth``) scenario files
 ``silorec data``      dataset statistics and preparation (node side)
 ``silorec node``      a data owner's check of its domain node before it joins
 ``silorec summary``   summarise runs of one scenario over seeds (mean, std, paired tests)
@@ -199,6 +199,36 @@ def _cmd_scenario_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_scenario_synth(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from silorec.scenario import ScenarioError
+    from silorec.scenario.synth import synth_scenario, write_synth
+
+    base = None
+    if args.base is not None:
+        if not args.base.is_file():
+            raise FileNotFoundError(f"{args.base}: no such scenario file")
+        try:
+            base = {k: v for k, v in tomllib.loads(args.base.read_text()).items() if k != "domains"}
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{args.base}: not valid TOML: {exc}") from None
+    try:
+        scenario = synth_scenario(
+            args.domains, unseen=args.unseen, users=tuple(args.users), items=tuple(args.items),
+            lengths=tuple(args.lengths), seed=args.seed, base=base, name=args.name,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ScenarioError(f"{args.out}: the generated scenario is not valid: {exc}") from None
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    write_synth(args.out, scenario)
+    print(f"{args.out}: {args.domains} synthetic domains ({args.unseen} unseen)")
+    return EXIT_OK
+
+
 def _cmd_scenario_show(args: argparse.Namespace) -> int:
     from silorec.scenario import builtin_scenario_text
 
@@ -323,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
     show = scenario_commands.add_parser("show", help="print a built-in scenario")
     show.add_argument("name", nargs="?", default="quickstart")
     show.set_defaults(func=_cmd_scenario_show)
+    synth = scenario_commands.add_parser(
+        "synth", help="write a scenario of N synthetic domains (scale studies)"
+    )
+    synth.add_argument("--domains", type=int, required=True, metavar="N")
+    synth.add_argument("--unseen", type=int, default=1, help="how many of them are unseen (1)")
+    synth.add_argument("--users", type=int, nargs=2, default=[120, 120], metavar=("MIN", "MAX"),
+                       help="users per domain, drawn log-uniformly (default 120 120)")  # fmt: skip
+    synth.add_argument("--items", type=int, nargs=2, default=[60, 60], metavar=("MIN", "MAX"),
+                       help="items per domain (default 60 60)")  # fmt: skip
+    synth.add_argument("--lengths", type=float, nargs=2, default=[8.0, 8.0],
+                       metavar=("MIN", "MAX"), help="mean sequence length (default 8 8)")  # fmt: skip
+    synth.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    synth.add_argument("--base", type=Path, metavar="FILE",
+                       help="take every other setting from this scenario (default: a small, "
+                       "fast one)")  # fmt: skip
+    synth.add_argument("--name", help="the scenario's name (default synth-N)")
+    synth.add_argument("--out", type=Path, required=True, metavar="FILE")
+    synth.set_defaults(func=_cmd_scenario_synth)
 
     data_cli.register(commands)
 
