@@ -596,33 +596,14 @@ class MergeServer:
     def run(self) -> RunResults:
         """All phases; whatever happens, a results directory is written."""
         if self.evaluate_from is not None:
-            return self.evaluation_round(self.evaluate_from)
-        status = "completed"
+            return self._guarded(lambda: self._evaluation_round(self.evaluate_from))
+        return self._guarded(self._train_merge_evaluate)
+
+    def _guarded(self, phases: Callable[[], str]) -> RunResults:
+        """Run ``phases`` (returns the run's status); a :class:`RunAborted` fails the
+        run with its reason, anything else is recorded, written and raised."""
         try:
-            self.connect_and_describe()
-            theta0 = self.make_base()
-            individual = self.fine_tune(theta0)
-            models: dict[str, tuple[str, str | None, Weights]] = {
-                BASE_LABEL: ("base", None, theta0)
-            }
-            for name, weights in individual.items():
-                models[individual_label(name)] = ("individual", name, weights)
-            try:
-                merged = self.merge(theta0, individual)
-            except RunAborted as exc:
-                self._fail("merge", str(exc))
-                status, merged = "failed", {}
-            for label, weights in merged.items():
-                models[label] = ("merge", None, weights)
-            if self.scenario.weave.enabled:
-                models.update(self.weave(theta0))
-            fedavg = self.fedavg_baseline(theta0)
-            if fedavg is not None:
-                models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
-            if self.scenario.output.save_models:
-                save_models(self.run_dir, models)
-                self._save_merge_inputs(individual)
-            self.evaluate(models)
+            status = phases()
         except RunAborted as exc:
             self._fail("run", str(exc))
             status = "failed"
@@ -634,39 +615,54 @@ class MergeServer:
         self._write(results)
         return results
 
-    def evaluation_round(self, source: Path) -> RunResults:
+    def _train_merge_evaluate(self) -> str:
+        status = "completed"
+        self.connect_and_describe()
+        theta0 = self.make_base()
+        individual = self.fine_tune(theta0)
+        models: dict[str, tuple[str, str | None, Weights]] = {BASE_LABEL: ("base", None, theta0)}
+        for name, weights in individual.items():
+            models[individual_label(name)] = ("individual", name, weights)
+        try:
+            merged = self.merge(theta0, individual)
+        except RunAborted as exc:
+            self._fail("merge", str(exc))
+            status, merged = "failed", {}
+        for label, weights in merged.items():
+            models[label] = ("merge", None, weights)
+        if self.scenario.weave.enabled:
+            models.update(self.weave(theta0))
+        fedavg = self.fedavg_baseline(theta0)
+        if fedavg is not None:
+            models[FEDAVG_LABEL] = ("fedavg", None, fedavg)
+        if self.scenario.output.save_models:
+            save_models(self.run_dir, models)
+            self._save_merge_inputs(individual)
+        self.evaluate(models)
+        return status
+
+    def _evaluation_round(self, source: Path) -> str:
         """Evaluate the models of a re-merged run (``silorec merge add|remove``) on the
         nodes, training nothing: this run becomes that run, evaluated. Domains take
         the roles the re-merge gave them (a domain that left is now unseen)."""
-        status = "completed"
-        try:
-            derived = load_run(source)
-            if not derived.derived_from:
-                raise RunAborted(f"{source}: not a run written by `silorec merge add|remove`")
-            models = saved_models(source)
-            self.connect_and_describe()
-            recorded = {n.domain: n for n in derived.nodes}
-            for name, state in self.domains.items():
-                if name in recorded:
-                    state.role = recorded[name].role
-                    state.info = {**recorded[name].info, **state.info}
-            self.merge_info, self.base_info = list(derived.merges), dict(derived.base)
-            self.baseline_info = dict(derived.baselines)
-            for folder in (MODELS_DIR, MERGE_INPUTS_DIR):
-                shutil.copytree(source / folder, self.run_dir / folder)
-            self.evaluate(models)
-            self.derived_from = {**derived.derived_from, "evaluated": True,
-                                 "evaluated_by": self.engine}  # fmt: skip
-        except RunAborted as exc:
-            self._fail("run", str(exc))
-            status = "failed"
-        except Exception as exc:
-            self._fail("run", f"{type(exc).__name__}: {exc}")
-            self._write(self._results("failed"))
-            raise
-        results = self._results(status)
-        self._write(results)
-        return results
+        derived = load_run(source)
+        if not derived.derived_from:
+            raise RunAborted(f"{source}: not a run written by `silorec merge add|remove`")
+        models = saved_models(source)
+        self.connect_and_describe()
+        recorded = {n.domain: n for n in derived.nodes}
+        for name, state in self.domains.items():
+            if name in recorded:
+                state.role = recorded[name].role
+                state.info = {**recorded[name].info, **state.info}
+        self.merge_info, self.base_info = list(derived.merges), dict(derived.base)
+        self.baseline_info = dict(derived.baselines)
+        for folder in (MODELS_DIR, MERGE_INPUTS_DIR):
+            shutil.copytree(source / folder, self.run_dir / folder)
+        self.evaluate(models)
+        self.derived_from = {**derived.derived_from, "evaluated": True,
+                             "evaluated_by": self.engine}  # fmt: skip
+        return "completed"
 
     def _save_merge_inputs(self, uploads: Mapping[str, Weights]) -> None:
         """Keep what the merges were made from (``merge-inputs/``), so that ``silorec

@@ -98,17 +98,19 @@ def next_item_loss(
     text_embeddings: torch.Tensor,
     inputs: torch.Tensor,
     targets: torch.Tensor,
-    logits_budget: int = LOGITS_BUDGET,
+    logits_budget: int | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of the next item over all non-padded positions (the full
-    softmax over the catalogue; chunked past ``logits_budget``, same value)."""
+    softmax over the catalogue; chunked past ``logits_budget``, default
+    :data:`LOGITS_BUDGET`; same value)."""
+    budget = LOGITS_BUDGET if logits_budget is None else logits_budget
     states, item_repr = model(text_embeddings, inputs)
     positions = targets != PAD
     states, goal = states[positions], targets[positions]
     n_items = item_repr.shape[0]
-    if states.shape[0] * n_items <= logits_budget:
+    if states.shape[0] * n_items <= budget:
         return F.cross_entropy(model.scores(states, item_repr), goal)
-    chunk = max(1, logits_budget // n_items)
+    chunk = max(1, budget // n_items)
 
     def summed(part: torch.Tensor, items: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model.scores(part, items), wanted, reduction="sum")
