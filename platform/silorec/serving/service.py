@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from silorec.serving.bundle import LoadedModel, RecommendError
@@ -53,6 +54,11 @@ def create_app(model: LoadedModel, catalogue: Catalogue, max_k: int = DEFAULT_MA
     def items(recs: list[Any]) -> list[dict[str, Any]]:
         return [{"item_id": r.item_id, "score": r.score} for r in recs]
 
+    # Handlers are ``async``: a request is one short CPU-bound call, run on the event
+    # loop rather than hopped to a worker thread, and answered with a response built
+    # here (plain ids and floats need no further encoding). Measured in
+    # benchmarks/bench_serve.py.
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": model.label, "kind": model.config.kind,
@@ -60,16 +66,16 @@ def create_app(model: LoadedModel, catalogue: Catalogue, max_k: int = DEFAULT_MA
                 "weights_sha256": model.config.weights_sha256}  # fmt: skip
 
     @app.post("/recommend")
-    def recommend(request: RecommendRequest) -> dict[str, Any]:
+    async def recommend(request: RecommendRequest) -> JSONResponse:
         check_k(request.k)
         try:
             recs = model.recommend(request.history, catalogue, request.k, request.exclude_history)
         except RecommendError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"items": items(recs)}
+        return JSONResponse({"items": items(recs)})
 
     @app.post("/recommend/batch")
-    def recommend_batch(request: BatchRequest) -> dict[str, Any]:
+    async def recommend_batch(request: BatchRequest) -> JSONResponse:
         check_k(request.k)
         try:
             recs = model.recommend_batch(
@@ -77,7 +83,7 @@ def create_app(model: LoadedModel, catalogue: Catalogue, max_k: int = DEFAULT_MA
             )
         except RecommendError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"results": [{"items": items(r)} for r in recs]}
+        return JSONResponse({"results": [{"items": items(r)} for r in recs]})
 
     return app
 
@@ -85,7 +91,10 @@ def create_app(model: LoadedModel, catalogue: Catalogue, max_k: int = DEFAULT_MA
 def serve(
     model: LoadedModel, catalogue: Catalogue, host: str, port: int, max_k: int = DEFAULT_MAX_K
 ) -> None:
-    """Run the service with uvicorn until interrupted."""
+    """Run the service with uvicorn until interrupted. Torch uses one thread: one
+    request's matrices are small, and the other core serves HTTP."""
+    import torch
     import uvicorn
 
+    torch.set_num_threads(1)
     uvicorn.run(create_app(model, catalogue, max_k), host=host, port=port, log_level="info")
