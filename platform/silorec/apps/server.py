@@ -226,6 +226,8 @@ class MergeServer:
         requests = {s.node_id: make(s) for s in domains if s.node_id is not None}
         by_node = {s.node_id: s for s in domains}
         replies: dict[str, RecordDict] = {}
+        log.info("%s: %d message(s) sent, waiting up to %g s", phase, len(requests), timeout)
+        started = time.perf_counter()
         for node_id, outcome in self.exchange.round(
             requests, message_type, timeout=timeout, group=phase
         ).items():
@@ -234,6 +236,8 @@ class MergeServer:
                 self._fail(phase, outcome.reason, state.name, node_id, gone=outcome.silent)
             else:
                 replies[state.name] = outcome
+        log.info("%s: %d of %d domain(s) replied in %.1f s", phase, len(replies), len(requests),
+                 time.perf_counter() - started)  # fmt: skip
         return replies
 
     # -- phases ----------------------------------------------------------------
