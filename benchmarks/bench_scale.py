@@ -38,7 +38,8 @@ def write_scenario(folder: Path, n: int, full_matrix: bool) -> Path:
     """``silorec scenario synth``'s small scenario: N domains of 120 users, 60 items."""
     scenario = synth_scenario(n, users=(120, 120), items=(60, 60), name=f"scale-{n}")
     if full_matrix:
-        scenario["evaluation"] = {**scenario.get("evaluation", {}), "cross_domain_models": 10**6}
+        scenario["evaluation"] = {**scenario.get("evaluation", {}), "cross_domain_models": 10**6,
+                                  "unseen_source_models": 10**6}  # fmt: skip
     return write_synth(folder / f"scale-{n}.toml", scenario)
 
 
@@ -64,6 +65,7 @@ def run_one(scenario: Path, out: Path, engine: str, full_matrix: bool) -> dict[s
     figures["evaluations"] = len({(r["model"], r["domain"]) for r in results["rows"]})
     figures["results_mb"] = (out / "results.json").stat().st_size / 1e6
     figures["status_ok"] = float(results["status"] == "completed")
+    figures["failures"] = float(len(results["failures"]))  # a refusing node, a timeout
     return figures
 
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N = {n}: {rows[n]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     columns = [c for c in ["wall_s", "connect_s", "describe_s", "base_s", "fine-tune_s", "merge_s",
                            "evaluate_s", "write_s", "peak_rss_mb", "sent_mb", "received_mb",
-                           "evaluations", "results_mb"]
+                           "evaluations", "results_mb", "failures"]
                if all(c in r for r in rows.values())]  # fmt: skip
     plan = "full matrix" if args.full_matrix else "evaluation plan (default)"
     lines = [f"{args.engine}, {plan}, {os.cpu_count()} CPU cores", "",
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ns = list(rows)
     if len(ns) >= 2:
         fit = [exponent(ns, [rows[n][c] for n in ns]) for c in columns]
-        lines.append("| exponent (all N) | " + " | ".join(f"{e:.2f}" for e in fit) + " |")
+        lines.append("| exponent (all N) | " + " | ".join(
+            "—" if c == "failures" else f"{e:.2f}" for c, e in zip(columns, fit, strict=True)
+        ) + " |")  # fmt: skip
         top = ns[-2:]
         last = [
             math.log(max(rows[top[1]][c], 1e-9) / max(rows[top[0]][c], 1e-9))
@@ -111,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             for c in columns
         ]
         lines.append(
-            f"| exponent ({top[0]}→{top[1]}) | " + " | ".join(f"{e:.2f}" for e in last) + " |"
+            f"| exponent ({top[0]}→{top[1]}) | "
+            + " | ".join(
+                "—" if c == "failures" else f"{e:.2f}" for c, e in zip(columns, last, strict=True)
+            )
+            + " |"
         )
     text = "\n".join(lines) + "\n"
     print(text)

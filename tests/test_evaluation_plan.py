@@ -45,6 +45,12 @@ def test_each_merged_domain_gets_its_own_a_sample_and_everything_shared() -> Non
     assert plan["new"] == list(models), "an unseen domain sees every individual model"
     assert plan == evaluation_plan(models, domains, cross_domain_models=3, seed=0)
     assert plan != evaluation_plan(models, domains, cross_domain_models=3, seed=1)
+    capped = evaluation_plan(models, domains, 3, seed=0, unseen_source_models=5)
+    sources = [x for x in capped["new"] if x.startswith("individual:")]
+    assert len(sources) == 5 and all(x in capped["new"] for x in shared)
+    assert {k: v for k, v in capped.items() if k != "new"} == {
+        k: v for k, v in plan.items() if k != "new"
+    }, "the cap is the unseen domains' only"
     total = sum(len(v) for v in plan.values())
     assert total == 10 * (4 + 4) + len(models), "linear: (shared + own + k) per domain"
 

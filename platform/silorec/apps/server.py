@@ -556,6 +556,7 @@ class MergeServer:
                 [(s.name, s.role) for s in self.domains.values()],
                 settings.cross_domain_models,
                 settings.users_seed,
+                settings.unseen_source_models,
             )
             records = {label: weights_to_record(w) for label, (_, _, w) in models.items()}
             sent = sum(len(plan[s.name]) for s in usable)

@@ -387,8 +387,16 @@ class EvaluationSettings(StrictModel):
         "different one per domain, so that evaluation grows linearly in the number of "
         "domains. With at most this many + 1 merged domains the cross-domain matrix is "
         "complete. None: every individual model on every domain (the full matrix, N² "
-        "evaluations). Unseen domains always evaluate every individual model (their "
-        "best single source is chosen among them).",
+        "evaluations).",
+    )
+    unseen_source_models: int | None = Field(
+        32,
+        ge=1,
+        description="How many domains' individual models each unseen domain evaluates "
+        "(a seeded sample; its best single source is chosen among them on validation). "
+        "With up to this many merged domains, all of them. None: all, however many: "
+        "beware a node's max-evaluate-models floor (64 by default), which refuses a "
+        "request with more models.",
     )
 
     @field_validator("ks")
