@@ -403,15 +403,19 @@ def _significance_section(r: RunResults, split: str) -> list[str]:
         if frame.empty:
             continue
         domains = [d for d in r.domains("merged") if d in set(frame["domain"])] + [POOLED_ROW]
+        # One lookup table, not a frame filter per cell: with hundreds of domains and
+        # models the filters were most of the time spent writing the report.
+        tests = {(m, d): (diff, p) for m, d, diff, p in
+                 zip(frame["model"], frame["domain"], frame["mean_diff"], frame["p"], strict=True)}  # fmt: skip
         rows = []
         for model in [m for m in r.models() if m in set(frame["model"])]:
             cells = []
             for domain in domains:
-                hit = frame[(frame["model"] == model) & (frame["domain"] == domain)]
-                if hit.empty:
+                hit = tests.get((model, domain))
+                if hit is None:
                     cells.append(DASH)
                     continue
-                diff, p = float(hit["mean_diff"].iloc[0]) + 0.0, float(hit["p"].iloc[0])
+                diff, p = float(hit[0]) + 0.0, float(hit[1])
                 stars = "\\*\\*" if p < 0.01 else "\\*" if p < 0.05 else ""
                 cells.append(f"{diff:+.4f}{stars} (p={p:.2g})")
             rows.append([code(model), *cells])
