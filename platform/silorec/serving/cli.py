@@ -135,6 +135,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         history = (
             _split(args.history) if args.history is not None else user_history(domain, args.user)
         )
+        if not args.json:
+            print(f"model {model.label!r} ({model.config.kind}), {len(catalogue):,} items "
+                  f"from {catalogue.source}")  # fmt: skip
         if args.user is not None and not args.json:
             print(f"user {args.user}: {len(history)} item(s), last: "
                   f"{catalogue.texts[catalogue.index[history[-1]]][:70]}")  # fmt: skip
