@@ -7,16 +7,14 @@ process holds every domain) and labelled as an oracle in every table.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from silorec.logs import get_logger
 from silorec.models import build_model, get_weights, set_weights
 from silorec.node import DomainNode
+from silorec.provenance.merge_inputs import load_saved_model
 from silorec.results import BASE_LABEL, ResultRow, load_run, write_run
 from silorec.scenario import Scenario
 from silorec.training.joint import fine_tune_joint
@@ -69,15 +67,3 @@ def add_joint_oracle(run_dir: Path, scenario: Scenario, base_dir: Path) -> None:
     }
     write_run(results, run_dir, plots=scenario.output.plots)
     log.info("joint oracle added to %s (%.0f s)", run_dir, report.seconds)
-
-
-def saved_index(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's ``models/index.json``: label, kind, source and file of each saved model."""
-    return json.loads((run_dir / "models" / "index.json").read_text())
-
-
-def load_saved_model(run_dir: Path, label: str) -> dict[str, np.ndarray]:
-    """The weights the run saved under ``label`` (see ``output.save_models``)."""
-    (entry,) = [e for e in saved_index(run_dir) if e["label"] == label]
-    with np.load(run_dir / "models" / entry["file"]) as archive:
-        return {name: archive[name] for name in archive.files}

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from silorec.engine.oracle import load_saved_model, saved_index
 from silorec.logs import get_logger
 from silorec.models import Weights, build_model, set_weights
 from silorec.models.lora import adapter_attached, fold_adapter, init_adapter
 from silorec.node import DomainNode
+from silorec.provenance.merge_inputs import load_saved_model, saved_index
 from silorec.results import BASE_LABEL, ResultRow, load_run, write_run
 from silorec.scenario import Scenario
 from silorec.training.joint import fine_tune_joint

